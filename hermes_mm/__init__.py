@@ -1,0 +1,17 @@
+"""hermes_mm: semi-supervised multi-task (lesion segmentation + image
+classification) learning for ultrasound, as an OpenMMLab plugin.
+
+Importing the package applies the stack fixes in :mod:`hermes_mm.compat`
+(before MMSegmentation's models are imported) and registers every hermes_mm
+component into MMSegmentation's registries. Configs load it with
+``custom_imports=dict(imports=['hermes_mm'], allow_failed_imports=False)``.
+"""
+from . import compat
+from .version import __version__
+
+compat.apply()
+
+from . import datasets, engine, evaluation, models  # noqa: E402,F401
+
+__all__ = ['__version__', 'compat', 'datasets', 'engine', 'evaluation',
+           'models']

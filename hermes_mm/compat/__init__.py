@@ -1,0 +1,21 @@
+"""Narrow fixes for the OpenMMLab stack on current PyTorch / mmcv-lite.
+
+Each fix names its upstream issue in its module docstring and is applied
+once, by :func:`apply`, when ``hermes_mm`` is imported.
+"""
+from . import checkpoint, mmcv_ops
+
+_APPLIED = False
+
+
+def apply() -> None:
+    """Apply every compat fix (idempotent)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    mmcv_ops.install()
+    checkpoint.install()
+    _APPLIED = True
+
+
+__all__ = ['apply', 'checkpoint', 'mmcv_ops']

@@ -1,0 +1,6 @@
+from . import (data_preprocessors, heads, losses, necks,  # noqa: F401
+               segmentors, utils)
+
+__all__ = [
+    'data_preprocessors', 'heads', 'losses', 'necks', 'segmentors', 'utils'
+]

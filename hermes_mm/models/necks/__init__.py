@@ -1,0 +1,4 @@
+from .task_features import TaskFeatures
+from .task_split_neck import TaskSplitNeck
+
+__all__ = ['TaskFeatures', 'TaskSplitNeck']

@@ -1,0 +1,30 @@
+"""The features a task neck hands to the segmentation and classification
+branches of :class:`~hermes_mm.models.segmentors.MultiTaskSegmentor`."""
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from torch import Tensor
+
+
+@dataclass
+class TaskFeatures:
+    """Output of a task neck (``TaskSplitNeck`` or ``ITASNeck``).
+
+    Attributes:
+        seg_feats (tuple[Tensor]): Multi-scale maps for the decode head,
+            same number, order and channels as the neck's input.
+        cls_map (Tensor): Spatial features of the classification branch,
+            (B, C, h, w); the classifier applied to it per pixel gives a CAM.
+        cls_vec (Tensor): Pooled classification descriptor (B, C), the input
+            of the classification head.
+        saliency_logits (Tensor, optional): Lesion saliency logits
+            (B, 1, h, w) at ``cls_map`` resolution; None without ITAS.
+        cls_attn (Tensor, optional): The classification branch's own spatial
+            attention in [0, 1], (B, 1, h, w) (ITAS: the sigmoid saliency);
+            None when the branch has none.
+    """
+    seg_feats: Tuple[Tensor, ...]
+    cls_map: Tensor
+    cls_vec: Tensor
+    saliency_logits: Optional[Tensor] = None
+    cls_attn: Optional[Tensor] = None
