@@ -5,9 +5,10 @@ config with ``default_scope='mmseg'`` can mix MMSeg components, hermes_mm
 components and, through the ``mmpretrain.`` prefix, MMPretrain ones.
 """
 from mmseg.registry import (DATA_SAMPLERS, DATASETS, HOOKS, INFERENCERS,
-                            METRICS, MODELS, TRANSFORMS, VISUALIZERS)
+                            LOOPS, METRICS, MODELS, TASK_UTILS, TRANSFORMS,
+                            VISUALIZERS)
 
 __all__ = [
-    'DATA_SAMPLERS', 'DATASETS', 'HOOKS', 'INFERENCERS', 'METRICS', 'MODELS',
-    'TRANSFORMS', 'VISUALIZERS'
+    'DATA_SAMPLERS', 'DATASETS', 'HOOKS', 'INFERENCERS', 'LOOPS', 'METRICS',
+    'MODELS', 'TASK_UTILS', 'TRANSFORMS', 'VISUALIZERS'
 ]

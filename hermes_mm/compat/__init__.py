@@ -3,7 +3,7 @@
 Each fix names its upstream issue in its module docstring and is applied
 once, by :func:`apply`, when ``hermes_mm`` is imported.
 """
-from . import checkpoint, mmcv_ops
+from . import checkpoint, dice_loss, mmcv_ops
 
 _APPLIED = False
 
@@ -15,7 +15,8 @@ def apply() -> None:
         return
     mmcv_ops.install()
     checkpoint.install()
+    dice_loss.install()
     _APPLIED = True
 
 
-__all__ = ['apply', 'checkpoint', 'mmcv_ops']
+__all__ = ['apply', 'checkpoint', 'dice_loss', 'mmcv_ops']

@@ -27,6 +27,11 @@ def _numpy_globals() -> List[Any]:
 
     numpy 2 moved ``numpy.core`` to ``numpy._core``; pickles record the
     module of the numpy that wrote them, so both spellings are allowed.
+    Both spellings resolve to one function whose ``__module__`` is the
+    running numpy's, and torch keys a bare object by that ``__module__``, so
+    each spelling is registered explicitly as an ``(object, 'path')`` pair;
+    otherwise checkpoints written under numpy 1 (``numpy.core...``) would be
+    refused under numpy 2.
     """
     import numpy as np
     found = [np.ndarray, np.dtype]
@@ -37,7 +42,7 @@ def _numpy_globals() -> List[Any]:
             continue
         for attr in ('_reconstruct', 'scalar'):
             if hasattr(module, attr):
-                found.append(getattr(module, attr))
+                found.append((getattr(module, attr), f'{module_name}.{attr}'))
     # ``np.dtype(float64)`` pickles as ``numpy.dtypes.Float64DType``.
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:

@@ -1,3 +1,3 @@
-from . import hooks  # noqa: F401
+from . import hooks, runner  # noqa: F401
 
-__all__ = ['hooks']
+__all__ = ['hooks', 'runner']

@@ -1,6 +1,7 @@
 from . import (data_preprocessors, heads, losses, necks,  # noqa: F401
-               segmentors, utils)
+               segmentors, thresholds, utils)
 
 __all__ = [
-    'data_preprocessors', 'heads', 'losses', 'necks', 'segmentors', 'utils'
+    'data_preprocessors', 'heads', 'losses', 'necks', 'segmentors',
+    'thresholds', 'utils'
 ]

@@ -1,1 +1,3 @@
-__all__ = []
+from .multi_source_ratio_sampler import MultiSourceRatioSampler
+
+__all__ = ['MultiSourceRatioSampler']

@@ -1,1 +1,3 @@
-__all__ = []
+from .dual_threshold_pseudo_label_hook import DualThresholdPseudoLabelHook
+
+__all__ = ['DualThresholdPseudoLabelHook']

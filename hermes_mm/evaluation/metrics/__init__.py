@@ -1,1 +1,3 @@
-__all__ = []
+from .multi_task_metric import MultiTaskMetric
+
+__all__ = ['MultiTaskMetric']

@@ -1,1 +1,3 @@
-__all__ = []
+from .multi_branch_seg_data_preprocessor import MultiBranchSegDataPreProcessor
+
+__all__ = ['MultiBranchSegDataPreProcessor']

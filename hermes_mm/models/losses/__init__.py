@@ -1,1 +1,11 @@
-__all__ = []
+from .dual_threshold_supcon_loss import (DualThresholdSupConLoss,
+                                         dual_threshold_supcon_loss)
+from .inter_task_consistency_loss import (InterTaskConsistencyLoss,
+                                          inter_task_consistency_loss)
+from .pixel_contrast_loss import PixelContrastLoss, pixel_contrast_loss
+
+__all__ = [
+    'DualThresholdSupConLoss', 'InterTaskConsistencyLoss',
+    'PixelContrastLoss', 'dual_threshold_supcon_loss',
+    'inter_task_consistency_loss', 'pixel_contrast_loss'
+]

@@ -1,4 +1,5 @@
+from .itas_neck import ITASNeck
 from .task_features import TaskFeatures
 from .task_split_neck import TaskSplitNeck
 
-__all__ = ['TaskFeatures', 'TaskSplitNeck']
+__all__ = ['ITASNeck', 'TaskFeatures', 'TaskSplitNeck']

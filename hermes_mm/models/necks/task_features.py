@@ -28,3 +28,16 @@ class TaskFeatures:
     cls_vec: Tensor
     saliency_logits: Optional[Tensor] = None
     cls_attn: Optional[Tensor] = None
+
+    def slice(self, start: int, stop: int) -> 'TaskFeatures':
+        """The features of images ``start:stop`` of the batch."""
+
+        def part(x: Optional[Tensor]) -> Optional[Tensor]:
+            return None if x is None else x[start:stop]
+
+        return TaskFeatures(
+            seg_feats=tuple(f[start:stop] for f in self.seg_feats),
+            cls_map=self.cls_map[start:stop],
+            cls_vec=self.cls_vec[start:stop],
+            saliency_logits=part(self.saliency_logits),
+            cls_attn=part(self.cls_attn))

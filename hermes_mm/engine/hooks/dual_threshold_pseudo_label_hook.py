@@ -1,0 +1,164 @@
+"""When Hermes updates its teacher and thresholds, and what it logs.
+
+Like MMEngine's ``EMAHook``, this hook only decides *when*; the model does
+the math (``HermesSegmentor.update_teacher`` / ``update_thresholds``).
+"""
+from collections import deque
+from typing import Deque, Dict, Optional, Sequence, Tuple
+
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+
+from hermes_mm.registry import HOOKS
+
+CHECKPOINT_KEY = 'hermes_pseudo_label_hook'
+
+
+@HOOKS.register_module()
+class DualThresholdPseudoLabelHook(Hook):
+    """Drive a teacher/student model through training.
+
+    Every training iteration it
+
+    - tells the model the iteration before the step (loss ramp-ups);
+    - after the optimiser step, moves the EMA teacher towards the student
+      and updates the dual thresholds from the teacher's confidence
+      statistics of that step;
+    - logs the thresholds (``train/thr.<task>.<low|high>.<class>``) and,
+      when the unlabelled set has hidden annotations, the precision of the
+      reliable pseudo-labels over the last ``precision_window`` iterations
+      (``train/pl.<task>.precision``); zone ratios come with the losses;
+    - warns when a contrastive term has had nothing to contrast for
+      ``no_pair_warning_iters`` iterations.
+
+    Thresholds, teacher, queues and prototypes are model buffers, so they
+    are saved in checkpoints; this hook saves its precision window too, so
+    ``--resume`` continues exactly.
+
+    Args:
+        precision_window (int): Iterations over which the pseudo-label
+            precision is accumulated.
+        no_pair_warning_iters (int): Warn after this many consecutive
+            iterations without a contrastive pair (0 disables).
+        log_thresholds (bool): Log the thresholds every iteration.
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self,
+                 precision_window: int = 50,
+                 no_pair_warning_iters: int = 100,
+                 log_thresholds: bool = True) -> None:
+        if precision_window < 1:
+            raise ValueError(
+                f'precision_window must be >= 1, got {precision_window}')
+        if no_pair_warning_iters < 0:
+            raise ValueError('no_pair_warning_iters must be >= 0, got '
+                             f'{no_pair_warning_iters}')
+        self.precision_window = precision_window
+        self.no_pair_warning_iters = no_pair_warning_iters
+        self.log_thresholds = log_thresholds
+        self.windows: Dict[str, Deque[Tuple[float, float]]] = {}
+        self._warned: Dict[str, bool] = {}
+
+    @staticmethod
+    def _model(runner):
+        model = runner.model
+        if is_model_wrapper(model):
+            model = model.module
+        for attr in ('set_iteration', 'update_teacher', 'update_thresholds'):
+            if not hasattr(model, attr):
+                raise TypeError(
+                    'DualThresholdPseudoLabelHook needs a teacher/student '
+                    f'model such as HermesSegmentor (no `{attr}` on '
+                    f'{type(model).__name__})')
+        return model
+
+    def before_train(self, runner) -> None:
+        """Check the model early, before the first iteration."""
+        self._model(runner)
+
+    def before_train_iter(self,
+                          runner,
+                          batch_idx: int,
+                          data_batch: Optional[dict] = None) -> None:
+        """Set the iteration used by the loss ramp-ups."""
+        self._model(runner).set_iteration(runner.iter)
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch: Optional[dict] = None,
+                         outputs: Optional[dict] = None) -> None:
+        """EMA teacher step, threshold update, logging."""
+        model = self._model(runner)
+        model.update_teacher()
+        model.update_thresholds(runner.iter)
+        message_hub = runner.message_hub
+        if self.log_thresholds:
+            for name, value in self.threshold_scalars(model).items():
+                message_hub.update_scalar(f'train/{name}', value)
+        for task, counts in getattr(model, 'pseudo_label_stats', {}).items():
+            window = self.windows.setdefault(
+                task, deque(maxlen=self.precision_window))
+            window.append(tuple(counts))
+            correct = sum(c for c, _ in window)
+            total = sum(t for _, t in window)
+            if total > 0:
+                message_hub.update_scalar(f'train/pl.{task}.precision',
+                                          correct / total)
+        self.check_contrastive_pairs(runner, model)
+
+    @staticmethod
+    def threshold_scalars(model) -> Dict[str, float]:
+        """``thr.<task>.<low|high>.<class index>`` -> value."""
+        scalars = dict()
+        for task in ('seg', 'cls'):
+            policy = getattr(model, f'{task}_threshold', None)
+            if policy is None:
+                continue
+            low, high = policy.thresholds()
+            for bound, values in (('low', low), ('high', high)):
+                for index, value in enumerate(values.tolist()):
+                    scalars[f'thr.{task}.{bound}.{index}'] = value
+        return scalars
+
+    def check_contrastive_pairs(self, runner, model) -> None:
+        """Warn once per episode when a contrastive loss is starved."""
+        if not self.no_pair_warning_iters:
+            return
+        for name in ('img_contrast_loss', 'pix_contrast_loss'):
+            loss = getattr(model, name, None)
+            counter = getattr(loss, 'steps_without_pairs', None)
+            if counter is None:
+                continue
+            starved = int(counter) >= self.no_pair_warning_iters
+            if starved and not self._warned.get(name, False):
+                print_log(
+                    f'{name} has had nothing to contrast for {int(counter)} '
+                    f'iterations (at iter {runner.iter + 1}): no anchor with '
+                    'a positive. Lower the thresholds, enlarge the queue or '
+                    'the batch, or check the labelled:unlabelled ratio.',
+                    logger='current',
+                    level=30)
+            self._warned[name] = starved
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Save the precision windows (plain floats: weights-only safe)."""
+        checkpoint[CHECKPOINT_KEY] = dict(
+            windows={
+                task: [list(item) for item in window]
+                for task, window in self.windows.items()
+            })
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Restore the precision windows."""
+        state = checkpoint.get(CHECKPOINT_KEY)
+        if not state:
+            return
+        self.windows = {
+            task: deque((tuple(item) for item in items),
+                        maxlen=self.precision_window)
+            for task, items in state['windows'].items()
+        }

@@ -1,0 +1,306 @@
+"""One network that segments the lesion and classifies the image.
+
+The supervised multi-task model of hermes_mm, and the student/teacher inside
+:class:`~hermes_mm.models.segmentors.HermesSegmentor`. It is an MMSeg
+:class:`~mmseg.models.segmentors.EncoderDecoder` with a *task neck* between
+the (optional) neck and the heads, and a classification head beside the
+decode head, so it runs unchanged in MMSeg's test loop, with any MMSeg or
+MMPretrain backbone, any MMSeg decode head and any MMPretrain classification
+head.
+"""
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmseg.models.segmentors import EncoderDecoder
+from mmseg.models.utils import resize
+from mmseg.utils import (ConfigType, OptConfigType, OptMultiConfig,
+                         OptSampleList, SampleList, add_prefix)
+from torch import Tensor
+
+from hermes_mm.registry import MODELS
+from ..necks.task_features import TaskFeatures
+
+
+def rename_loss_keys(losses: Dict[str, Tensor],
+                     mapping: Dict[str, str]) -> Dict[str, Tensor]:
+    """Rename the keys of a loss dict (``{'loss': x}`` -> ``{'loss_cls': x}``).
+
+    MMPretrain heads return their loss as ``'loss'``; renaming keeps the
+    flat, prefixed key style of MMSeg (``cls.loss_cls``).
+    """
+    return {mapping.get(key, key): value for key, value in losses.items()}
+
+
+@dataclass
+class MultiTaskOutputs:
+    """Raw training-time outputs of one forward pass.
+
+    Attributes:
+        task_feats (TaskFeatures): Task-neck features.
+        seg_logits (Tensor): Decode-head logits (B, C, h, w) at the head's
+            resolution.
+        cls_logits (Tensor): Classification logits (B, K).
+    """
+    task_feats: TaskFeatures
+    seg_logits: Tensor
+    cls_logits: Tensor
+
+    def slice(self, start: int, stop: int) -> 'MultiTaskOutputs':
+        """The outputs of images ``start:stop`` of the batch."""
+        return MultiTaskOutputs(
+            task_feats=self.task_feats.slice(start, stop),
+            seg_logits=self.seg_logits[start:stop],
+            cls_logits=self.cls_logits[start:stop])
+
+
+@MODELS.register_module()
+class MultiTaskSegmentor(EncoderDecoder):
+    """Encoder-decoder segmentor with an image-classification branch.
+
+    Data flow::
+
+        inputs -> backbone -> [neck] -> task_neck -> TaskFeatures
+            seg_feats -> decode_head (+ auxiliary_head) -> seg logits
+            (cls_vec,) -> cls_head                    -> class logits
+
+    ``task_neck`` is :class:`~hermes_mm.models.necks.TaskSplitNeck` (no
+    interaction) or :class:`~hermes_mm.models.necks.ITASNeck` (inter-task
+    attention & saliency). Losses are returned flat and prefixed: ``seg.*``
+    (decode head), ``aux.*``, ``cls.*`` (classification head, its ``loss``
+    renamed ``loss_cls``) and ``sal.*`` (task-neck supervision).
+
+    Args:
+        backbone (dict): Any registered backbone, e.g. ``ResNetV1c`` or
+            ``mmpretrain.ResNet``.
+        decode_head (dict): Any MMSeg decode head (``num_classes=2``:
+            background / lesion).
+        cls_head (dict): A classification head taking ``(cls_vec,)``, e.g.
+            ``mmpretrain.LinearClsHead`` (its ``in_channels`` is the channel
+            count of the task neck's classification level).
+        task_neck (dict): The task neck. Defaults to ``TaskSplitNeck``.
+        neck (dict, optional): A plain MMSeg neck applied before the task
+            neck (e.g. ``FPN``).
+        auxiliary_head (dict | list, optional): MMSeg auxiliary head(s).
+        cls_loss_name (str): Name given to the classification head's loss.
+        train_cfg (dict, optional): MMSeg train config.
+        test_cfg (dict, optional): MMSeg test config; ``mode`` 'whole' or
+            'slide'. In 'whole' mode both tasks share one forward pass; in
+            'slide' mode classification uses one extra whole-image pass.
+        data_preprocessor (dict, optional): Usually ``SegDataPreProcessor``.
+        pretrained (str, optional): Backbone checkpoint (MMSeg convention).
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 backbone: ConfigType,
+                 decode_head: ConfigType,
+                 cls_head: ConfigType,
+                 task_neck: ConfigType = dict(type='TaskSplitNeck'),
+                 neck: OptConfigType = None,
+                 auxiliary_head: OptConfigType = None,
+                 cls_loss_name: str = 'loss_cls',
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = dict(mode='whole'),
+                 data_preprocessor: OptConfigType = None,
+                 pretrained: Optional[str] = None,
+                 init_cfg: OptMultiConfig = None):
+        if test_cfg is None:
+            # MMSeg's predict crashes on test_cfg=None (DESIGN §4).
+            test_cfg = dict(mode='whole')
+        super().__init__(
+            backbone=backbone,
+            decode_head=decode_head,
+            neck=neck,
+            auxiliary_head=auxiliary_head,
+            train_cfg=train_cfg,
+            test_cfg=test_cfg,
+            data_preprocessor=data_preprocessor,
+            pretrained=pretrained,
+            init_cfg=init_cfg)
+        if not cls_loss_name.startswith('loss'):
+            raise ValueError('cls_loss_name must start with "loss" so that '
+                             f'MMEngine sums it, got {cls_loss_name!r}')
+        self.task_neck = MODELS.build(task_neck)
+        self.cls_head = MODELS.build(cls_head)
+        self.cls_loss_name = cls_loss_name
+
+    # ------------------------------------------------------------------
+    # features
+    # ------------------------------------------------------------------
+    def extract_task_feats(self, inputs: Tensor) -> TaskFeatures:
+        """Backbone -> neck -> task neck.
+
+        Args:
+            inputs (Tensor): Normalised images (B, 3, H, W).
+
+        Returns:
+            TaskFeatures: Features for both branches.
+        """
+        return self.task_neck(super().extract_feat(inputs))
+
+    def extract_feat(self, inputs: Tensor) -> List[Tensor]:
+        """Segmentation features (what MMSeg's inference code expects)."""
+        return list(self.extract_task_feats(inputs).seg_feats)
+
+    def classify(self, task_feats: TaskFeatures) -> Tensor:
+        """Classification logits (B, K) from task features."""
+        return self.cls_head((task_feats.cls_vec, ))
+
+    def class_activation_maps(self, task_feats: TaskFeatures) -> Tensor:
+        """Class activation maps (B, K, h, w) of a linear classifier.
+
+        ``CAM_k(x) = w_k . F_c(x) + b_k``; since the pooled descriptor is a
+        convex combination of ``F_c(x)``, the logit of class k is the same
+        combination of its CAM.
+
+        Raises:
+            TypeError: If the classification head has no linear ``fc`` whose
+                input size matches ``cls_map``.
+        """
+        fc = getattr(self.cls_head, 'fc', None)
+        channels = task_feats.cls_map.shape[1]
+        if not isinstance(fc, torch.nn.Linear) or fc.in_features != channels:
+            raise TypeError(
+                'class activation maps need a classification head with a '
+                f'linear `fc` taking {channels} channels (e.g. '
+                f'mmpretrain.LinearClsHead); got {type(self.cls_head).__name__}')
+        weight = fc.weight[:, :, None, None]
+        return F.conv2d(task_feats.cls_map, weight, fc.bias)
+
+    # ------------------------------------------------------------------
+    # training
+    # ------------------------------------------------------------------
+    @staticmethod
+    def stack_gt_masks(data_samples: SampleList) -> Tensor:
+        """Ground-truth masks of a batch, (B, H, W) long."""
+        return torch.stack(
+            [sample.gt_sem_seg.data.squeeze(0) for sample in data_samples])
+
+    def seg_losses(self, seg_logits: Tensor,
+                   data_samples: SampleList) -> Dict[str, Tensor]:
+        """Decode-head losses on given logits (its configured CE/Dice/...)."""
+        return self.decode_head.loss_by_feat(seg_logits, data_samples)
+
+    def cls_losses(self, cls_logits: Tensor,
+                   data_samples: SampleList) -> Dict[str, Tensor]:
+        """Classification-head losses on given logits."""
+        losses = self.cls_head._get_loss(cls_logits, data_samples)
+        return rename_loss_keys(losses, {'loss': self.cls_loss_name})
+
+    def forward_train(self, inputs: Tensor) -> MultiTaskOutputs:
+        """One forward pass through both branches (no post-processing)."""
+        task_feats = self.extract_task_feats(inputs)
+        return MultiTaskOutputs(
+            task_feats=task_feats,
+            seg_logits=self.decode_head(task_feats.seg_feats),
+            cls_logits=self.classify(task_feats))
+
+    def supervised_losses(self, outputs: MultiTaskOutputs,
+                          data_samples: SampleList) -> Dict[str, Tensor]:
+        """All supervised losses of a batch of labelled images.
+
+        Args:
+            outputs (MultiTaskOutputs): Outputs for exactly these images.
+            data_samples (list[SegDataSample]): With ``gt_sem_seg`` and
+                ``gt_label``.
+
+        Returns:
+            dict: ``seg.*``, ``aux.*``, ``cls.*`` and ``sal.*`` losses.
+        """
+        losses = dict()
+        losses.update(
+            add_prefix(
+                self.seg_losses(outputs.seg_logits, data_samples), 'seg'))
+        if self.with_auxiliary_head:
+            losses.update(
+                self._auxiliary_head_forward_train(
+                    list(outputs.task_feats.seg_feats), data_samples))
+        losses.update(
+            add_prefix(
+                self.cls_losses(outputs.cls_logits, data_samples), 'cls'))
+        losses.update(
+            add_prefix(
+                self.task_neck.loss(outputs.task_feats,
+                                    self.stack_gt_masks(data_samples)),
+                'sal'))
+        return losses
+
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
+        """Supervised multi-task losses of a labelled batch."""
+        return self.supervised_losses(
+            self.forward_train(inputs), data_samples)
+
+    # ------------------------------------------------------------------
+    # inference
+    # ------------------------------------------------------------------
+    def _batch_img_metas(self, inputs: Tensor,
+                         data_samples: OptSampleList) -> List[dict]:
+        if data_samples is not None:
+            return [sample.metainfo for sample in data_samples]
+        shape = inputs.shape[2:]
+        return [
+            dict(
+                ori_shape=shape,
+                img_shape=shape,
+                pad_shape=shape,
+                padding_size=[0, 0, 0, 0])
+        ] * inputs.shape[0]
+
+    def inference_both(self, inputs: Tensor,
+                       batch_img_metas: List[dict]) -> Tuple[Tensor, Tensor]:
+        """Segmentation logits (at input size) and class logits.
+
+        In 'whole' mode one forward pass serves both tasks.
+        """
+        if self.test_cfg.get('mode', 'whole') == 'whole':
+            task_feats = self.extract_task_feats(inputs)
+            seg_logits = self.decode_head.predict(task_feats.seg_feats,
+                                                  batch_img_metas,
+                                                  self.test_cfg)
+            return seg_logits, self.classify(task_feats)
+        seg_logits = self.inference(inputs, batch_img_metas)
+        return seg_logits, self.classify(self.extract_task_feats(inputs))
+
+    def postprocess_cls_result(self, cls_logits: Tensor,
+                               data_samples: SampleList) -> SampleList:
+        """Write ``pred_score`` (softmax) and ``pred_label`` into samples."""
+        scores = cls_logits.softmax(dim=1)
+        labels = scores.argmax(dim=1, keepdim=True)
+        for sample, score, label in zip(data_samples, scores, labels):
+            sample.set_data(dict(pred_score=score, pred_label=label))
+        return data_samples
+
+    def predict(self,
+                inputs: Tensor,
+                data_samples: OptSampleList = None) -> SampleList:
+        """Predict the lesion mask and the image class.
+
+        Returns:
+            list[SegDataSample]: With ``seg_logits`` and ``pred_sem_seg``
+            (resized to the original image), ``pred_score`` (K,) and
+            ``pred_label`` (1,).
+        """
+        batch_img_metas = self._batch_img_metas(inputs, data_samples)
+        seg_logits, cls_logits = self.inference_both(inputs, batch_img_metas)
+        data_samples = self.postprocess_result(seg_logits, data_samples)
+        return self.postprocess_cls_result(cls_logits, data_samples)
+
+    def _forward(self,
+                 inputs: Tensor,
+                 data_samples: OptSampleList = None) -> Tuple[Tensor, Tensor]:
+        """Raw network outputs: (seg logits at head resolution, class
+        logits)."""
+        outputs = self.forward_train(inputs)
+        return outputs.seg_logits, outputs.cls_logits
+
+    def seg_probabilities(self, seg_logits: Tensor,
+                          size: Sequence[int]) -> Tensor:
+        """Softmax of decode-head logits resized to ``size`` (B, C, H, W)."""
+        return resize(
+            seg_logits, size=tuple(size), mode='bilinear',
+            align_corners=self.align_corners).softmax(dim=1)
+
+
+__all__ = ['MultiTaskOutputs', 'MultiTaskSegmentor', 'rename_loss_keys']

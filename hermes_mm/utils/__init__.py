@@ -1,0 +1,6 @@
+from .config_utils import (iter_dataset_cfgs, rewrite_datasets,
+                           set_dist_backend, to_jsonable)
+
+__all__ = [
+    'iter_dataset_cfgs', 'rewrite_datasets', 'set_dist_backend', 'to_jsonable'
+]

@@ -1,0 +1,98 @@
+"""Config helpers shared by ``tools/train.py``, ``tools/test.py`` and the
+inferencer: dataset rewriting for ``--data-root/--split-file`` and
+machine-dependent defaults."""
+from typing import Any, Iterator, List, Optional, Tuple
+
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+
+DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def iter_dataset_cfgs(cfg: Any, path: str) -> Iterator[Tuple[str, dict]]:
+    """Yield ``(path, dataset_cfg)`` for every dataset config under ``cfg``.
+
+    Wrappers (``ConcatDataset``'s ``datasets``, ``RepeatDataset``'s
+    ``dataset``) are walked into; a dataset is any dict with a ``type``.
+    """
+    if isinstance(cfg, (list, tuple)):
+        for i, item in enumerate(cfg):
+            yield from iter_dataset_cfgs(item, f'{path}[{i}]')
+        return
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        return
+    yield path, cfg
+    if 'dataset' in cfg:
+        yield from iter_dataset_cfgs(cfg['dataset'], f'{path}.dataset')
+    if 'datasets' in cfg:
+        yield from iter_dataset_cfgs(cfg['datasets'], f'{path}.datasets')
+
+
+def rewrite_datasets(cfg: Config,
+                     data_root: Optional[str] = None,
+                     split_file: Optional[str] = None) -> List[str]:
+    """Point every dataset of ``cfg`` at ``data_root`` / ``split_file``.
+
+    Every dataset config that has a ``data_root`` key gets the new root;
+    every one with a ``split_file`` key gets the new split. Datasets of the
+    train, val and test dataloaders (and wrappers inside them) are covered.
+
+    Args:
+        cfg (Config): Loaded config, modified in place.
+        data_root (str, optional): New data root.
+        split_file (str, optional): New split JSON (tools/make_split.py).
+
+    Returns:
+        list[str]: Config paths of the datasets that were changed.
+
+    Raises:
+        ValueError: If an option was given but no dataset accepts it.
+    """
+    changed = []
+    accepted = dict(data_root=False, split_file=False)
+    for loader_key in DATALOADER_KEYS:
+        loader = cfg.get(loader_key)
+        if not loader:
+            continue
+        for path, ds_cfg in iter_dataset_cfgs(
+                loader.get('dataset'), f'{loader_key}.dataset'):
+            touched = False
+            for key, value in (('data_root', data_root),
+                               ('split_file', split_file)):
+                if value is not None and key in ds_cfg:
+                    ds_cfg[key] = value
+                    accepted[key] = touched = True
+            if touched:
+                changed.append(f"{path} ({ds_cfg['type']})")
+    for key, value in (('data_root', data_root), ('split_file', split_file)):
+        if value is not None and not accepted[key]:
+            raise ValueError(
+                f'--{key.replace("_", "-")} {value} was given but no dataset '
+                f'in the config has a `{key}` key to set')
+    if changed:
+        print_log(
+            'Datasets pointed at '
+            f'data_root={data_root} split_file={split_file}: '
+            + ', '.join(changed), logger='current')
+    return changed
+
+
+def set_dist_backend(cfg: Config, cuda_available: bool) -> None:
+    """Use 'gloo' instead of 'nccl' when the machine has no CUDA GPU."""
+    env_cfg = cfg.setdefault('env_cfg', ConfigDict())
+    dist_cfg = env_cfg.setdefault('dist_cfg', ConfigDict(backend='nccl'))
+    if not cuda_available and dist_cfg.get('backend') == 'nccl':
+        dist_cfg['backend'] = 'gloo'
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert metric values (numpy/torch scalars, arrays) to JSON types."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, 'tolist'):
+        return value.tolist()
+    if hasattr(value, 'item'):
+        return value.item()
+    return value

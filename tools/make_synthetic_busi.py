@@ -1,0 +1,82 @@
+"""Write a synthetic breast-ultrasound data set in the raw BUSI layout.
+
+Examples::
+
+    python tools/make_synthetic_busi.py data/synthetic_busi --num 200 --seed 0
+    python tools/make_synthetic_busi.py data/synthetic_busi --num 60 \
+        --size 128 160 --overwrite
+
+The folder gets ``benign/``, ``malignant/`` and ``normal/`` with images
+``<class> (k).png`` and masks ``<class> (k)_mask.png`` (sometimes also
+``_mask_1.png``), exactly like BUSI; see ``hermes_mm.datasets.synthetic``
+for how images are made. Same arguments, same bytes. OUT must be empty or
+absent; ``--overwrite`` replaces its class folders (other files, e.g. an
+old split JSON, are left alone and may then be stale).
+"""
+import argparse
+import sys
+from typing import Optional, Sequence
+
+import hermes_mm  # noqa: F401  (applies the stack compat fixes)
+from hermes_mm.datasets.synthetic import (BUSI_CLASS_RATIO, CLASS_NAMES,
+                                          DEFAULT_SIZE_RANGE,
+                                          generate_synthetic_busi)
+
+DEFAULT_NUM = 60
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(
+        description='Make a synthetic data set in the raw BUSI layout.')
+    parser.add_argument('out', metavar='OUT', help='output folder')
+    parser.add_argument(
+        '--num', type=int, default=DEFAULT_NUM,
+        help=f'number of images (default: {DEFAULT_NUM})')
+    parser.add_argument(
+        '--seed', type=int, default=0, help='random seed (default: 0)')
+    parser.add_argument(
+        '--size', type=int, nargs=2, default=DEFAULT_SIZE_RANGE,
+        metavar=('MIN', 'MAX'),
+        help='inclusive range of each image side in pixels (default: '
+        f'{DEFAULT_SIZE_RANGE[0]} {DEFAULT_SIZE_RANGE[1]})')
+    parser.add_argument(
+        '--class-ratio', type=float, nargs=len(CLASS_NAMES),
+        default=BUSI_CLASS_RATIO, metavar=tuple(n.upper()
+                                                for n in CLASS_NAMES),
+        help='class shares (default: BUSI\'s, '
+        f'{" ".join(f"{r:.3f}" for r in BUSI_CLASS_RATIO)})')
+    parser.add_argument(
+        '--overwrite', action='store_true',
+        help='write into a non-empty OUT (its class folders are replaced)')
+    args = parser.parse_args(argv)
+    if args.num < 0:
+        parser.error(f'--num must be >= 0, got {args.num}')
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Generate the data set and print per-class counts."""
+    args = parse_args(argv)
+    try:
+        summary = generate_synthetic_busi(
+            args.out, num=args.num, seed=args.seed,
+            size_range=tuple(args.size), class_ratio=args.class_ratio,
+            overwrite=args.overwrite)
+    except (FileExistsError, ValueError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    for name in CLASS_NAMES:
+        print(f'{name:<10} {summary["counts"][name]:>6}')
+    print(f'{"total":<10} {summary["num"]:>6}')
+    channels = summary['mask_channels']
+    print(f'mask files: {summary["num_mask_files"]} '
+          f'({summary["num_extra_masks"]} extra _mask_1; '
+          f'{channels[1]} 1-channel, {channels[3]} 3-channel, '
+          f'{channels[4]} RGBA)')
+    print(f'Wrote {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Test a hermes_mm checkpoint and write the metrics.
+
+    python tools/test.py CONFIG CHECKPOINT [--data-root DIR]
+        [--split-file FILE] [--work-dir W] [--out-metrics FILE.json]
+        [--show-dir DIR] [--cfg-options k=v ...] [--launcher ...]
+"""
+import argparse
+import json
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
+from mmengine.runner import Runner
+
+import hermes_mm  # noqa: F401  (compat fixes + registration)
+from hermes_mm.utils import rewrite_datasets, set_dist_backend, to_jsonable
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a hermes_mm model')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--data-root', help='data root for every dataset')
+    parser.add_argument('--split-file', help='split JSON for every dataset')
+    parser.add_argument(
+        '--work-dir', help='directory for logs and the metrics JSON')
+    parser.add_argument(
+        '--out-metrics',
+        help='write the test metrics to this JSON file (seg/dice, seg/iou, '
+        'seg/hd95, cls/accuracy, cls/f1, cls/auc, ...)')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where painted predictions are saved (relative to '
+        'the run\'s work_dir/timestamp)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config (key=value)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def trigger_visualization_hook(cfg: Config, show_dir: str) -> Config:
+    """Turn on the visualization hook and save drawings to ``show_dir``."""
+    default_hooks = cfg.default_hooks
+    if 'visualization' not in default_hooks:
+        raise RuntimeError(
+            'VisualizationHook must be included in default_hooks, e.g. '
+            "visualization=dict(type='SegVisualizationHook')")
+    default_hooks['visualization']['draw'] = True
+    default_hooks['visualization']['interval'] = 1
+    cfg.visualizer['save_dir'] = show_dir
+    return cfg
+
+
+def build_cfg(args) -> Config:
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    rewrite_datasets(cfg, data_root=args.data_root,
+                     split_file=args.split_file)
+    set_dist_backend(cfg, torch.cuda.is_available())
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    if args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args.show_dir)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = build_cfg(args)
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    if args.out_metrics and is_main_process():
+        out_dir = osp.dirname(osp.abspath(args.out_metrics))
+        os.makedirs(out_dir, exist_ok=True)
+        with open(args.out_metrics, 'w') as f:
+            json.dump(to_jsonable(metrics), f, indent=2, sort_keys=True)
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
