@@ -1,7 +1,7 @@
 # Supervised multi-task baseline on BUSI: the Hermes network (ITAS neck
 # included) trained on the labelled part of the split only.
-#   python tools/make_split.py data/BUSI --labeled-ratio 0.125 --out data/BUSI/split.json
-#   python tools/train.py configs/supervised_busi.py --data-root data/BUSI --split-file data/BUSI/split.json
+#   python tools/make_split.py data/BUSI --labeled-ratio 0.125 --out data/BUSI/splits/split_0.125_seed0.json
+#   python tools/train.py configs/supervised_busi.py --data-root data/BUSI --split-file data/BUSI/splits/split_0.125_seed0.json
 _base_ = [
     '_base_/models/multitask_r50_upernet_itas.py',
     '_base_/datasets/busi.py',

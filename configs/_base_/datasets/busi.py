@@ -4,7 +4,7 @@
 # --split-file` rewrites both for every dataset below.
 dataset_type = 'BUSIDataset'
 data_root = 'data/BUSI'
-split_file = 'data/BUSI/split.json'
+split_file = 'data/BUSI/splits/split_0.125_seed0.json'
 crop_size = (256, 256)
 cls_classes = ('benign', 'malignant', 'normal')
 

@@ -1,0 +1,85 @@
+# Hermes around the multi-task model of multitask_r50_upernet_itas.py:
+# EMA teacher, dual-threshold pseudo-labels for pixels and images, image-
+# and pixel-level dual-threshold contrastive losses, inter-task consistency.
+_base_ = './multitask_r50_upernet_itas.py'
+
+# Supervised warm-up, then the unlabelled terms ramp up (sigmoid).
+semi_warmup_iters = 1000
+semi_ramp_iters = 2000
+
+model = dict(
+    _delete_=True,
+    type='HermesSegmentor',
+    segmentor={{_base_.model}},
+    data_preprocessor=dict(
+        type='MultiBranchSegDataPreProcessor',
+        data_preprocessor={{_base_.data_preprocessor}}),
+    # teacher = 0.999 * teacher + 0.001 * student (MMEngine's momentum is
+    # the student's weight); BN statistics are averaged too.
+    ema=dict(
+        type='ExponentialMovingAverage', momentum=0.001, update_buffers=True),
+    seg_threshold=dict(
+        type='AdaptiveDualThreshold',
+        tau_low=0.75,
+        tau_high=0.95,
+        momentum=0.999,
+        margin=0.2,
+        high_range=(0.8, 0.99),
+        low_floor=0.5),
+    cls_threshold=dict(
+        type='AdaptiveDualThreshold',
+        tau_low=0.6,
+        tau_high=0.9,
+        momentum=0.999,
+        margin=0.3,
+        high_range=(0.6, 0.97),
+        low_floor=0.4),
+    unsup_weight=dict(
+        type='RampSchedule',
+        value=1.0,
+        start=semi_warmup_iters,
+        length=semi_ramp_iters),
+    contrast_weight=dict(
+        type='RampSchedule',
+        value=0.1,
+        start=semi_warmup_iters,
+        length=semi_ramp_iters),
+    consistency_weight=dict(
+        type='RampSchedule',
+        value=0.1,
+        start=semi_warmup_iters,
+        length=semi_ramp_iters),
+    img_projector=dict(
+        type='ProjectionHead',
+        in_channels=2048,
+        hidden_channels=512,
+        out_channels=128),
+    img_contrast_loss=dict(
+        type='DualThresholdSupConLoss',
+        num_classes=3,
+        feat_dim=128,
+        queue_size_per_class=64,
+        temperature=0.1),
+    pix_projector=dict(
+        type='PixelProjectionHead',
+        in_channels=512,
+        hidden_channels=256,
+        out_channels=64),
+    pix_contrast_loss=dict(
+        type='PixelContrastLoss',
+        num_classes=2,
+        feat_dim=64,
+        num_anchors_per_class=256,
+        num_negatives=512,
+        temperature=0.1),
+    consistency_loss=dict(
+        type='InterTaskConsistencyLoss',
+        feature_weight=1.0,
+        map_weight=1.0,
+        detach='seg'),
+    pix_in_index=1,
+    consistency_attention='cam',
+    lesion_classes=(0, 1),  # benign, malignant: the classes with a lesion
+    lesion_index=1,
+    cutmix_prob=0.5,
+    predict_on='teacher')

@@ -1,0 +1,13 @@
+# Schedule for teacher/student training: both networks are validated
+# (teacher/..., student/... metrics) and the best teacher is kept.
+_base_ = './schedule_20k.py'
+
+val_cfg = dict(_delete_=True, type='TeacherStudentValLoop')
+default_hooks = dict(
+    checkpoint=dict(save_best='teacher/seg/dice', rule='greater'))
+custom_hooks = [
+    dict(
+        type='DualThresholdPseudoLabelHook',
+        precision_window=50,
+        no_pair_warning_iters=100)
+]

@@ -1,0 +1,8 @@
+# Ablation: Hermes on BUSI (1/8 labels) without both contrastive losses (image and pixel level).
+_base_ = '../hermes_busi.py'
+
+model = dict(
+    img_projector=None,
+    img_contrast_loss=None,
+    pix_projector=None,
+    pix_contrast_loss=None)
