@@ -11,7 +11,10 @@ from .version import __version__
 
 compat.apply()
 
-from . import datasets, engine, evaluation, models  # noqa: E402,F401
+from . import (apis, datasets, engine, evaluation, models,  # noqa: E402,F401
+               visualization)
 
-__all__ = ['__version__', 'compat', 'datasets', 'engine', 'evaluation',
-           'models']
+__all__ = [
+    '__version__', 'apis', 'compat', 'datasets', 'engine', 'evaluation',
+    'models', 'visualization'
+]

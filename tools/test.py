@@ -15,7 +15,11 @@ from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
 import hermes_mm  # noqa: F401  (compat fixes + registration)
-from hermes_mm.utils import rewrite_datasets, set_dist_backend, to_jsonable
+import hermes_mm.engine.hooks.hermes_visualization_hook  # noqa: F401
+import hermes_mm.visualization  # noqa: F401  (HermesVisualizer)
+from hermes_mm.apis import setup_cpu_distributed
+from hermes_mm.utils import (load_config, rewrite_datasets, set_dist_backend,
+                             to_jsonable)
 
 
 def parse_args(argv=None):
@@ -33,8 +37,9 @@ def parse_args(argv=None):
         'seg/hd95, cls/accuracy, cls/f1, cls/auc, ...)')
     parser.add_argument(
         '--show-dir',
-        help='directory where painted predictions are saved (relative to '
-        'the run\'s work_dir/timestamp)')
+        help='write one panel per test image (image | ground truth | '
+        'prediction with "class p=..") to DIR/<image path in the data '
+        'set>.png')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -53,26 +58,44 @@ def parse_args(argv=None):
 
 
 def trigger_visualization_hook(cfg: Config, show_dir: str) -> Config:
-    """Turn on the visualization hook and save drawings to ``show_dir``."""
+    """Draw every test image's panel into ``show_dir``.
+
+    MMSeg's ``SegVisualizationHook`` is upgraded to
+    ``HermesVisualizationHook`` (same arguments) and ``SegLocalVisualizer``
+    to ``HermesVisualizer``, which write ``show_dir/<img_rel>.png``: one
+    file per image, subfolders kept, so equal file names cannot collide.
+    """
     default_hooks = cfg.default_hooks
     if 'visualization' not in default_hooks:
         raise RuntimeError(
             'VisualizationHook must be included in default_hooks, e.g. '
-            "visualization=dict(type='SegVisualizationHook')")
-    default_hooks['visualization']['draw'] = True
-    default_hooks['visualization']['interval'] = 1
-    cfg.visualizer['save_dir'] = show_dir
+            "visualization=dict(type='HermesVisualizationHook')")
+    hook = default_hooks['visualization']
+    hook_type = str(hook.get('type', '')).split('.')[-1]
+    if hook_type == 'SegVisualizationHook':
+        hook['type'] = 'HermesVisualizationHook'
+        hook_type = 'HermesVisualizationHook'
+    hook['draw'] = True
+    hook['interval'] = 1
+    if hook_type == 'HermesVisualizationHook':
+        hook['test_out_dir'] = osp.abspath(show_dir)
+    else:  # a custom hook: let it save through the visualizer's backends
+        cfg.visualizer['save_dir'] = show_dir
+    if str(cfg.visualizer.get('type', '')).split('.')[-1] in (
+            'SegLocalVisualizer', ''):
+        cfg.visualizer['type'] = 'HermesVisualizer'
     return cfg
 
 
 def build_cfg(args) -> Config:
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     rewrite_datasets(cfg, data_root=args.data_root,
                      split_file=args.split_file)
     set_dist_backend(cfg, torch.cuda.is_available())
+    setup_cpu_distributed(cfg)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:

@@ -15,7 +15,8 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import hermes_mm  # noqa: F401  (compat fixes + registration)
-from hermes_mm.utils import rewrite_datasets, set_dist_backend
+from hermes_mm.apis import setup_cpu_distributed
+from hermes_mm.utils import load_config, rewrite_datasets, set_dist_backend
 
 
 def parse_args(argv=None):
@@ -68,15 +69,28 @@ def parse_args(argv=None):
     return args
 
 
+def add_random_state_hook(cfg: Config) -> None:
+    """Append ``RandomStateHook`` to ``custom_hooks`` unless present, so
+    ``--resume`` continues the model's random stream exactly (see
+    ``hermes_mm/engine/hooks/random_state_hook.py``)."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    names = [str(h.get('type', '')).split('.')[-1] for h in hooks
+             if isinstance(h, dict)]
+    if 'RandomStateHook' not in names:
+        hooks.append(dict(type='RandomStateHook'))
+    cfg.custom_hooks = hooks
+
+
 def build_cfg(args) -> Config:
     """The config the runner is built from, with the CLI applied."""
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     rewrite_datasets(cfg, data_root=args.data_root,
                      split_file=args.split_file)
     set_dist_backend(cfg, torch.cuda.is_available())
+    setup_cpu_distributed(cfg)  # torchrun on CPU: gloo, SyncBN->BN
 
     # work_dir: CLI > config > ./work_dirs/<config name>
     if args.work_dir is not None:
@@ -108,6 +122,7 @@ def build_cfg(args) -> Config:
         if args.deterministic:
             randomness['deterministic'] = True
     cfg.resume = args.resume
+    add_random_state_hook(cfg)
     return cfg
 
 

@@ -7,9 +7,18 @@ env_cfg = dict(
     # tools/train.py switches to 'gloo' on machines without CUDA.
     dist_cfg=dict(backend='nccl'),
 )
+# Add dict(type='TensorboardVisBackend') / dict(type='WandbVisBackend') to
+# get the same panels there (they receive every add_image).
 vis_backends = [dict(type='LocalVisBackend')]
+# Panels: image | ground truth | prediction ("<class> p=0.87"), and with
+# HermesVisualizationHook(pseudo_label_interval=N) the teacher's zones:
+# reliable lesion (red), reliable background (blue), ambiguous (amber),
+# unreliable (grey).
 visualizer = dict(
-    type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+    type='HermesVisualizer',
+    vis_backends=vis_backends,
+    name='visualizer',
+    alpha=0.4)
 log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 load_from = None

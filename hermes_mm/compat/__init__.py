@@ -3,7 +3,8 @@
 Each fix names its upstream issue in its module docstring and is applied
 once, by :func:`apply`, when ``hermes_mm`` is imported.
 """
-from . import checkpoint, dice_loss, mmcv_ops
+from . import (atomic_checkpoint, checkpoint, checkpoint_loading, dice_loss,
+               image_loading, mmcv_ops)
 
 _APPLIED = False
 
@@ -15,8 +16,14 @@ def apply() -> None:
         return
     mmcv_ops.install()
     checkpoint.install()
+    checkpoint_loading.install()
+    atomic_checkpoint.install()
+    image_loading.install()
     dice_loss.install()
     _APPLIED = True
 
 
-__all__ = ['apply', 'checkpoint', 'dice_loss', 'mmcv_ops']
+__all__ = [
+    'apply', 'atomic_checkpoint', 'checkpoint', 'checkpoint_loading',
+    'dice_loss', 'image_loading', 'mmcv_ops'
+]

@@ -85,39 +85,63 @@ def read_ann_file(ann_file: str,
         if not line.strip():
             continue
         where = f'{ann_file}, line {lineno}'
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f'{where}: invalid JSON ({err}).') from err
-        if not isinstance(entry, dict) or not isinstance(
-                entry.get('img'), str):
-            raise ValueError(f'{where}: expected a JSON object with an '
-                             f'"img" path string, got {line.strip()!r}.')
+        entry = parse_ann_json(line, where)
         img_rel = entry['img']
         if img_rel in seen:
             raise ValueError(f'{where}: image {img_rel!r} already listed on '
                              f'line {seen[img_rel]}.')
         seen[img_rel] = lineno
-        masks = entry.get('masks')
-        if masks is not None and (not isinstance(masks, list) or not all(
-                isinstance(m, str) for m in masks)):
-            raise ValueError(f'{where}: "masks" must be a list of path '
-                             f'strings, got {masks!r}.')
-        for rel in [img_rel] + (masks or []):
-            path = osp.join(data_root, rel)
-            if not fileio.exists(path, backend_args=backend_args):
-                raise FileNotFoundError(
-                    f'{where}: file {path!r} not found ({rel!r} is read '
-                    f'relative to data_root {data_root!r}).')
         records.append(
-            ImageRecord(
-                img_rel=img_rel,
-                mask_rels=None if masks is None else list(masks),
-                gt_label=_parse_label(entry.get('label'), cls_classes,
-                                      where)))
+            ann_entry_record(entry, where, data_root, cls_classes,
+                             backend_args))
     if not records:
         raise ValueError(f'Annotation file {ann_file!r} lists no image.')
     return records
+
+
+def parse_ann_json(line: str, where: str) -> dict:
+    """Parse one annotation line: a JSON object with an ``img`` string.
+
+    Raises:
+        ValueError: Invalid JSON or no ``img`` path; names ``where``.
+    """
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f'{where}: invalid JSON ({err}).') from err
+    if not isinstance(entry, dict) or not isinstance(entry.get('img'), str):
+        raise ValueError(f'{where}: expected a JSON object with an '
+                         f'"img" path string, got {line.strip()!r}.')
+    return entry
+
+
+def ann_entry_record(entry: dict,
+                     where: str,
+                     data_root: str,
+                     cls_classes: Sequence[str],
+                     backend_args: Optional[dict] = None) -> ImageRecord:
+    """Check one parsed annotation entry and turn it into a record.
+
+    Raises:
+        FileNotFoundError: The image or a mask does not exist.
+        ValueError: Bad ``masks`` or ``label``; names ``where``.
+    """
+    img_rel = entry['img']
+    masks = entry.get('masks')
+    if masks is not None and (not isinstance(masks, list) or not all(
+            isinstance(m, str) for m in masks)):
+        raise ValueError(f'{where}: "masks" must be a list of path '
+                         f'strings, got {masks!r}.')
+    for rel in [img_rel] + (masks or []):
+        path = osp.join(data_root, rel)
+        if not fileio.exists(path, backend_args=backend_args):
+            raise FileNotFoundError(
+                f'{where}: file {path!r} not found ({rel!r} is read '
+                f'relative to data_root {data_root!r}).')
+    return ImageRecord(
+        img_rel=img_rel,
+        mask_rels=None if masks is None else list(masks),
+        gt_label=_parse_label(entry.get('label'), cls_classes, where))
 
 
 @DATASETS.register_module()

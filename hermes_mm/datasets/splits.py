@@ -81,6 +81,54 @@ def _listing(paths: Sequence[str], limit: int = MAX_LISTED) -> str:
     return shown + (f' ... and {rest} more' if rest > 0 else '')
 
 
+class ClassFolderFiles(NamedTuple):
+    """The files of one BUSI class folder, by role.
+
+    Attributes:
+        images (dict[str, list[str]]): Image stem -> file names (more than
+            one when e.g. ``a.png`` and ``a.jpg`` share the stem).
+        masks (dict[str, list[str]]): Image stem -> its mask file names.
+        others (list[str]): Files that are neither (wrong suffix).
+    """
+    images: Dict[str, List[str]]
+    masks: Dict[str, List[str]]
+    others: List[str]
+
+    def names(self) -> List[str]:
+        """Every image and mask file name."""
+        return [n for group in (self.images, self.masks)
+                for names in group.values() for n in names]
+
+
+def group_class_files(names: Sequence[str],
+                      img_suffixes: Sequence[str] = ('.png', '.jpg', '.jpeg',
+                                                     '.bmp', '.tif', '.tiff'),
+                      mask_token: str = '_mask') -> ClassFolderFiles:
+    """Sort the file names of a class folder into images, masks, others.
+
+    A file with a suffix in ``img_suffixes`` (case-insensitive) is a mask
+    when its stem ends in ``mask_token`` or ``mask_token + '_<K>'`` (the
+    mask of the image whose stem precedes it), else an image. Order within
+    each list follows ``names``.
+    """
+    suffixes = tuple(s.lower() for s in img_suffixes)
+    mask_re = re.compile(re.escape(mask_token) + r'(?:_\d+)?$')
+    images: Dict[str, List[str]] = {}
+    masks: Dict[str, List[str]] = {}
+    others: List[str] = []
+    for fname in names:
+        if not fname.lower().endswith(suffixes):
+            others.append(fname)
+            continue
+        stem = osp.splitext(fname)[0]
+        match = mask_re.search(stem)
+        if match:
+            masks.setdefault(stem[:match.start()], []).append(fname)
+        else:
+            images.setdefault(stem, []).append(fname)
+    return ClassFolderFiles(images, masks, others)
+
+
 def scan_busi(data_root: str,
               cls_classes: Sequence[str],
               img_suffixes: Sequence[str] = ('.png', '.jpg', '.jpeg', '.bmp',
@@ -120,20 +168,17 @@ def scan_busi(data_root: str,
             f'BUSI data_root {data_root!r} does not exist or is not a '
             f'directory; expected a folder with one sub-folder per class '
             f'{list(cls_classes)}.')
-    suffixes = tuple(s.lower() for s in img_suffixes)
-    mask_re = re.compile(re.escape(mask_token) + r'(?:_\d+)?$')
 
-    def image_files(folder: str) -> List[str]:
+    def image_files(folder: str) -> ClassFolderFiles:
         with os.scandir(folder) as entries:
-            return [
-                e.name for e in entries
-                if e.is_file() and e.name.lower().endswith(suffixes)
-            ]
+            files = [e.name for e in entries if e.is_file()]
+        return group_class_files(files, img_suffixes, mask_token)
 
     subdirs = sorted(e.name for e in os.scandir(data_root)
                      if e.is_dir() and not e.name.startswith('.'))
     for name in subdirs:
-        if name not in cls_classes and image_files(osp.join(data_root, name)):
+        if name not in cls_classes and image_files(osp.join(
+                data_root, name)).names():
             raise ValueError(
                 f'Folder {osp.join(data_root, name)!r} holds images but '
                 f'{name!r} is not one of the expected classes '
@@ -150,15 +195,10 @@ def scan_busi(data_root: str,
                 f'Class folder {folder!r} not found; expected one folder per '
                 f'class {list(cls_classes)} directly under {data_root!r} '
                 f'(found sub-folders: {subdirs}).')
-        images: Dict[str, str] = {}
-        masks: Dict[str, List[str]] = {}
-        for fname in image_files(folder):
-            stem = osp.splitext(fname)[0]
-            match = mask_re.search(stem)
-            if match:
-                masks.setdefault(stem[:match.start()], []).append(fname)
-            else:
-                images[stem] = fname
+        groups = image_files(folder)
+        # One image per stem (the last listed, as the file system lists).
+        images = {stem: names[-1] for stem, names in groups.images.items()}
+        masks = groups.masks
         if not images:
             raise ValueError(
                 f'Class folder {folder!r} holds no image with a suffix in '
@@ -297,6 +337,54 @@ def make_split(items: Sequence[Tuple[str, int]],
     return {key: sorted(paths) for key, paths in split.items()}
 
 
+def check_split_form(split: object, source: str = 'split') -> None:
+    """Check that ``split`` is a dict of exactly :data:`SPLIT_KEYS`, each a
+    list of path strings.
+
+    Raises:
+        ValueError: It is not; the message names ``source`` and the key.
+    """
+    if not isinstance(split, dict):
+        raise ValueError(f'{source}: expected a JSON object with keys '
+                         f'{list(SPLIT_KEYS)}, got {type(split).__name__}.')
+    missing = [k for k in SPLIT_KEYS if k not in split]
+    unknown = [k for k in split if k not in SPLIT_KEYS]
+    if missing or unknown:
+        raise ValueError(f'{source}: expected exactly the keys '
+                         f'{list(SPLIT_KEYS)}; missing {missing}, unknown '
+                         f'{unknown}.')
+    for key in SPLIT_KEYS:
+        paths = split[key]
+        if not isinstance(paths, list) or not all(
+                isinstance(p, str) for p in paths):
+            raise ValueError(f'{source}: {key!r} must be a list of image '
+                             f'path strings.')
+
+
+def split_repeats(split: Dict[str, List[str]]) -> Dict[str, List[str]]:
+    """Paths listed more than once, each with the subsets listing it.
+
+    Args:
+        split (dict): A split of the right form (:func:`check_split_form`).
+
+    Returns:
+        dict[str, list[str]]: Path -> subset keys, one entry per listing
+        (``['labeled', 'val']``, or ``['test', 'test']`` for a repeat in
+        one subset), in split-file order.
+    """
+    where: Dict[str, List[str]] = {}
+    for key in SPLIT_KEYS:
+        for path in split[key]:
+            where.setdefault(path, []).append(key)
+    return {path: keys for path, keys in where.items() if len(keys) > 1}
+
+
+def repeat_message(source: str, path: str, keys: Sequence[str]) -> str:
+    """The error for a path listed in ``keys`` (two or more listings)."""
+    return (f'{source}: image {path!r} is listed in both {keys[0]!r} and '
+            f'{keys[1]!r}; each image may be in one subset, once.')
+
+
 def validate_split(split: object, source: str = 'split') -> Dict[str,
                                                                 List[str]]:
     """Check a split's form and return it as ``{key: list[str]}``.
@@ -313,29 +401,9 @@ def validate_split(split: object, source: str = 'split') -> Dict[str,
             a value that is not a list of strings, or a path listed twice
             (in one subset or in two).
     """
-    if not isinstance(split, dict):
-        raise ValueError(f'{source}: expected a JSON object with keys '
-                         f'{list(SPLIT_KEYS)}, got {type(split).__name__}.')
-    missing = [k for k in SPLIT_KEYS if k not in split]
-    unknown = [k for k in split if k not in SPLIT_KEYS]
-    if missing or unknown:
-        raise ValueError(f'{source}: expected exactly the keys '
-                         f'{list(SPLIT_KEYS)}; missing {missing}, unknown '
-                         f'{unknown}.')
-    where: Dict[str, str] = {}
-    for key in SPLIT_KEYS:
-        paths = split[key]
-        if not isinstance(paths, list) or not all(
-                isinstance(p, str) for p in paths):
-            raise ValueError(f'{source}: {key!r} must be a list of image '
-                             f'path strings.')
-        for path in paths:
-            if path in where:
-                raise ValueError(
-                    f'{source}: image {path!r} is listed in both '
-                    f'{where[path]!r} and {key!r}; each image may be in one '
-                    f'subset, once.')
-            where[path] = key
+    check_split_form(split, source)
+    for path, keys in split_repeats(split).items():
+        raise ValueError(repeat_message(source, path, keys))
     return {key: list(split[key]) for key in SPLIT_KEYS}
 
 
@@ -401,6 +469,33 @@ def check_subset(subset: Optional[str], split_file: Optional[str]) -> None:
                          f'tools/make_split.py).')
 
 
+def unknown_split_paths(records: Sequence[ImageRecord],
+                        split: Dict[str, List[str]]) -> List[str]:
+    """Paths of ``split`` (in file order) that are not images of
+    ``records``."""
+    known = {r.img_rel for r in records}
+    return [p for key in SPLIT_KEYS for p in split[key] if p not in known]
+
+
+def classes_without_labelled(records: Sequence[ImageRecord],
+                             split: Dict[str, List[str]]) -> List[int]:
+    """Indices of the classes present in ``records`` with no image in
+    ``split['labeled']`` (paths not in ``records`` are ignored)."""
+    label_of = {r.img_rel: r.gt_label for r in records}
+    present = {label for label in label_of.values() if label >= 0}
+    labelled = {label_of[p] for p in split['labeled'] if p in label_of}
+    return sorted(present - labelled)
+
+
+def no_labelled_message(source: str, labels: Sequence[int],
+                        cls_classes: Sequence[str]) -> str:
+    """The error for classes without a labelled image."""
+    names = [cls_classes[i] for i in labels]
+    return (f'{source}: the labeled list has no image of class(es) '
+            f'{names}; every class needs a labelled image (make_split '
+            f'guarantees one).')
+
+
 def select_subset(records: Sequence[ImageRecord],
                   split: Dict[str, List[str]],
                   subset: Optional[str],
@@ -429,23 +524,17 @@ def select_subset(records: Sequence[ImageRecord],
             :data:`MAX_LISTED` are listed), a class has no labelled
             image, or ``subset`` holds no image (an empty dataset).
     """
-    by_rel = {r.img_rel: r for r in records}
-    unknown = [p for key in SPLIT_KEYS for p in split[key] if p not in by_rel]
+    unknown = unknown_split_paths(records, split)
     if unknown:
+        example = records[0].img_rel if records else ''
         raise ValueError(
             f'{source} names {len(unknown)} image(s) that are not in the '
             f'dataset (paths must be relative to data_root, POSIX '
-            f'separators, e.g. {next(iter(by_rel), "")!r}): '
+            f'separators, e.g. {example!r}): '
             f'{_listing(unknown)}.')
-    present = {r.gt_label for r in records if r.gt_label >= 0}
-    labelled = {by_rel[p].gt_label for p in split['labeled']}
-    no_label = sorted(present - labelled)
+    no_label = classes_without_labelled(records, split)
     if no_label:
-        names = [cls_classes[i] for i in no_label]
-        raise ValueError(
-            f'{source}: the labeled list has no image of class(es) '
-            f'{names}; every class needs a labelled image (make_split '
-            f'guarantees one).')
+        raise ValueError(no_labelled_message(source, no_label, cls_classes))
     if subset is None:
         return list(records)
     keep = {p for key in SUBSETS[subset] for p in split[key]}
@@ -455,7 +544,10 @@ def select_subset(records: Sequence[ImageRecord],
 
 
 __all__ = [
-    'ImageRecord', 'MAX_LISTED', 'SPLIT_KEYS', 'SUBSETS', 'check_subset',
-    'load_split', 'make_split', 'natural_key', 'resolve_split_file',
-    'save_split', 'scan_busi', 'select_subset', 'validate_split'
+    'ClassFolderFiles', 'ImageRecord', 'MAX_LISTED', 'SPLIT_KEYS', 'SUBSETS',
+    'check_split_form', 'check_subset', 'classes_without_labelled',
+    'group_class_files', 'load_split', 'make_split', 'natural_key',
+    'no_labelled_message', 'repeat_message',
+    'resolve_split_file', 'save_split', 'scan_busi', 'select_subset',
+    'split_repeats', 'unknown_split_paths', 'validate_split'
 ]

@@ -1,6 +1,7 @@
-from .config_utils import (iter_dataset_cfgs, rewrite_datasets,
+from .config_utils import (iter_dataset_cfgs, load_config, rewrite_datasets,
                            set_dist_backend, to_jsonable)
 
 __all__ = [
-    'iter_dataset_cfgs', 'rewrite_datasets', 'set_dist_backend', 'to_jsonable'
+    'iter_dataset_cfgs', 'load_config', 'rewrite_datasets', 'set_dist_backend',
+    'to_jsonable'
 ]

@@ -77,6 +77,19 @@ def rewrite_datasets(cfg: Config,
     return changed
 
 
+def load_config(path: str) -> Config:
+    """``Config.fromfile`` without yapf re-formatting of the config text.
+
+    MMEngine 0.10.7 formats the whole config with yapf every time its text
+    is needed (about 2 s for a Hermes config on a CPU core) and the Runner
+    asks for it several times at start-up and at every checkpoint save;
+    ``fromfile(format_python_code=False)`` does not reach the text property.
+    The unformatted text is valid Python and loads back to the same config.
+    """
+    cfg = Config.fromfile(path)
+    return Config(cfg.to_dict(), filename=path, format_python_code=False)
+
+
 def set_dist_backend(cfg: Config, cuda_available: bool) -> None:
     """Use 'gloo' instead of 'nccl' when the machine has no CUDA GPU."""
     env_cfg = cfg.setdefault('env_cfg', ConfigDict())

@@ -7,6 +7,8 @@ semi_warmup_iters = 100
 semi_ramp_iters = 200
 model = dict(
     segmentor=dict(
+        # Ignored by Hermes (it uses the preprocessor below); kept in step.
+        data_preprocessor=dict(size=(128, 128)),
         backbone=dict(depth=18, base_channels=32, stem_channels=32),
         task_neck=dict(in_channels=channels),
         decode_head=dict(in_channels=channels, channels=64),

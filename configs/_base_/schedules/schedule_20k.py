@@ -26,4 +26,11 @@ default_hooks = dict(
         save_best='seg/dice',
         rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
+    # Validation panels (image | ground truth | prediction) every `interval`
+    # images when draw=True (tools/test.py --show-dir turns it on), and the
+    # teacher's pseudo-label zones every `pseudo_label_interval` iterations.
+    visualization=dict(
+        type='HermesVisualizationHook',
+        draw=False,
+        interval=50,
+        pseudo_label_interval=0))

@@ -4,7 +4,9 @@ _base_ = './schedule_20k.py'
 
 val_cfg = dict(_delete_=True, type='TeacherStudentValLoop')
 default_hooks = dict(
-    checkpoint=dict(save_best='teacher/seg/dice', rule='greater'))
+    checkpoint=dict(save_best='teacher/seg/dice', rule='greater'),
+    # also draw the teacher's pseudo-label zones every 500 iterations
+    visualization=dict(draw=True, pseudo_label_interval=500))
 custom_hooks = [
     dict(
         type='DualThresholdPseudoLabelHook',

@@ -13,6 +13,88 @@ from hermes_mm.registry import TRANSFORMS
 #: compared on the same relative scale.
 _UINT8_MAX = np.iinfo(np.uint8).max
 
+#: How many offending values a message lists.
+_MAX_VALUES_LISTED = 5
+
+
+def nonbinary_values(mask: np.ndarray, allow_index: bool = False
+                     ) -> np.ndarray:
+    """The distinct values of an integer mask other than 0 and full scale.
+
+    A binary mask holds only 0 (background) and the dtype's maximum (255
+    for 8-bit, BUSI's lesion value). ``allow_index`` also accepts 1 (0/1
+    index masks, read with ``binarize_threshold=0``). Boolean masks are
+    always binary.
+
+    Args:
+        mask (np.ndarray): An unsigned-integer or bool mask, any shape.
+        allow_index (bool): Treat 1 as a binary value too.
+
+    Returns:
+        np.ndarray: The sorted offending values (empty if binary).
+    """
+    if mask.dtype == bool:
+        return np.zeros(0, dtype=np.uint8)
+    full = np.iinfo(mask.dtype).max
+    odd = (mask != 0) & (mask != full)
+    if allow_index:
+        odd &= mask != 1
+    if not odd.any():
+        return np.zeros(0, dtype=mask.dtype)
+    return np.unique(mask[odd])
+
+
+def decode_mask(data: bytes, path: str,
+                imdecode_backend: str = 'cv2') -> np.ndarray:
+    """Decode a mask file into one (H, W) channel, values unchanged.
+
+    One-channel masks are used as they are; 2-channel (grey + alpha) masks
+    use the grey channel; 3-channel masks take the maximum over channels
+    (a coloured lesion in any channel counts); 4-channel (RGBA) masks do
+    the same over the colour channels and ignore alpha.
+
+    Args:
+        data (bytes): The file content.
+        path (str): The file, for messages.
+        imdecode_backend (str): ``mmcv.imfrombytes`` backend.
+
+    Returns:
+        np.ndarray: (H, W), an unsigned integer or bool dtype.
+
+    Raises:
+        ValueError: Not decodable, or a channel count / pixel type a mask
+            cannot have; the message names ``path``.
+    """
+    try:
+        mask = mmcv.imfrombytes(
+            data, flag='unchanged', backend=imdecode_backend)
+    except Exception:  # e.g. cv2.error on an empty file
+        mask = None
+    if mask is None or mask.ndim not in (2, 3):
+        raise ValueError(f'Mask {path!r} could not be decoded as an '
+                         f'image.')
+    if mask.ndim == 3:
+        channels = mask.shape[2]
+        if channels in (1, 2):  # grey (+ alpha)
+            mask = mask[..., 0]
+        elif channels in (3, 4):  # colour (+ alpha, ignored)
+            mask = mask[..., :3].max(axis=2)
+        else:
+            raise ValueError(f'Mask {path!r} has {channels} channels; '
+                             f'expected 1, 2, 3 or 4.')
+    if mask.dtype != bool and not np.issubdtype(mask.dtype,
+                                                np.unsignedinteger):
+        raise ValueError(f'Mask {path!r} has pixel type {mask.dtype}; '
+                         f'expected an unsigned integer or bool image.')
+    return mask
+
+
+def describe_values(values: np.ndarray) -> str:
+    """``'3 value(s): 1, 128, 254'`` (at most five values listed)."""
+    shown = ', '.join(str(v) for v in values[:_MAX_VALUES_LISTED].tolist())
+    more = ', ...' if len(values) > _MAX_VALUES_LISTED else ''
+    return f'{len(values)} value(s): {shown}{more}'
+
 
 @TRANSFORMS.register_module()
 class LoadMultiTaskAnnotations(BaseTransform):
@@ -23,14 +105,17 @@ class LoadMultiTaskAnnotations(BaseTransform):
     pipelines it may follow ``Resize`` and metrics stay in original-image
     pixels, as with MMSeg's ``LoadAnnotations``.
 
-    Mask decoding: each file of ``seg_map_paths`` is read unchanged.
-    One-channel masks are used as they are; 3-channel masks take the
-    maximum over channels (a coloured lesion in any channel counts);
-    4-channel (RGBA) masks do the same over the colour channels and ignore
-    alpha; 2-channel (grey + alpha) masks use the grey channel. Pixel
+    Mask decoding (:func:`decode_mask`): each file of ``seg_map_paths`` is
+    read unchanged. One-channel masks are used as they are; 3-channel masks
+    take the maximum over channels (a coloured lesion in any channel
+    counts); 4-channel (RGBA) masks do the same over the colour channels
+    and ignore alpha; 2-channel (grey + alpha) masks use the grey channel.
+    Pixel
     values ``> binarize_threshold`` are lesion: BUSI masks are 0/255, but
     resized or JPEG-compressed masks have intermediate values at the
-    border, and ``> 127`` splits them at mid-range. Wider unsigned integer
+    border, and ``> 127`` splits them at mid-range (such a mask is read,
+    with a ``UserWarning`` naming the file and the values other than
+    0/255, once per file). Wider unsigned integer
     masks (16-bit PNG/TIFF) are compared on the same relative scale, i.e.
     against ``binarize_threshold * (dtype max / 255)`` (16-bit: > 32639).
     Boolean masks are used as they are. Masks are OR-merged.
@@ -86,27 +171,11 @@ class LoadMultiTaskAnnotations(BaseTransform):
 
     def _read_lesion(self, path: str) -> np.ndarray:
         """Read one mask file as a boolean (H, W) lesion map."""
-        mask = mmcv.imfrombytes(
-            fileio.get(path, backend_args=self.backend_args),
-            flag='unchanged',
-            backend=self.imdecode_backend)
-        if mask is None or mask.ndim not in (2, 3):
-            raise ValueError(f'Mask {path!r} could not be decoded as an '
-                             f'image.')
-        if mask.ndim == 3:
-            channels = mask.shape[2]
-            if channels in (1, 2):  # grey (+ alpha)
-                mask = mask[..., 0]
-            elif channels in (3, 4):  # colour (+ alpha, ignored)
-                mask = mask[..., :3].max(axis=2)
-            else:
-                raise ValueError(f'Mask {path!r} has {channels} channels; '
-                                 f'expected 1, 2, 3 or 4.')
+        mask = decode_mask(
+            fileio.get(path, backend_args=self.backend_args), path,
+            self.imdecode_backend)
         if mask.dtype == bool:
             return mask
-        if not np.issubdtype(mask.dtype, np.unsignedinteger):
-            raise ValueError(f'Mask {path!r} has pixel type {mask.dtype}; '
-                             f'expected an unsigned integer or bool image.')
         scale = np.iinfo(mask.dtype).max / _UINT8_MAX
         lesion = mask > self.binarize_threshold * scale
         if mask.any() and not lesion.any():
@@ -115,6 +184,16 @@ class LoadMultiTaskAnnotations(BaseTransform):
                 f'binarize_threshold={self.binarize_threshold} (max '
                 f'{mask.max()}); if it is a 0/1 index mask, set '
                 f'binarize_threshold=0.')
+            return lesion
+        odd = nonbinary_values(mask, allow_index=self.binarize_threshold == 0)
+        if len(odd):
+            # Once per file and process (the message names the file).
+            warnings.warn(
+                f'Mask {path!r} is not binary: besides 0 and '
+                f'{np.iinfo(mask.dtype).max} it holds {describe_values(odd)}.'
+                f' Pixels > {self.binarize_threshold} (8-bit scale) are '
+                f'taken as lesion, the rest as background. '
+                f'tools/check_dataset.py lists every such mask.')
         return lesion
 
     @staticmethod

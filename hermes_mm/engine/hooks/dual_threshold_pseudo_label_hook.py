@@ -25,7 +25,8 @@ class DualThresholdPseudoLabelHook(Hook):
     - after the optimiser step, moves the EMA teacher towards the student
       and updates the dual thresholds from the teacher's confidence
       statistics of that step;
-    - logs the thresholds (``train/thr.<task>.<low|high>.<class>``) and,
+    - logs the thresholds the step ran with
+      (``train/thr.<task>.<low|high>.<class>``) and,
       when the unlabelled set has hidden annotations, the precision of the
       reliable pseudo-labels over the last ``precision_window`` iterations
       (``train/pl.<task>.precision``); zone ratios come with the losses;
@@ -93,12 +94,14 @@ class DualThresholdPseudoLabelHook(Hook):
                          outputs: Optional[dict] = None) -> None:
         """EMA teacher step, threshold update, logging."""
         model = self._model(runner)
-        model.update_teacher()
-        model.update_thresholds(runner.iter)
         message_hub = runner.message_hub
         if self.log_thresholds:
+            # The thresholds this iteration ran with, logged beside the zone
+            # ratios they produced; then updated for the next iteration.
             for name, value in self.threshold_scalars(model).items():
                 message_hub.update_scalar(f'train/{name}', value)
+        model.update_teacher()
+        model.update_thresholds(runner.iter)
         for task, counts in getattr(model, 'pseudo_label_stats', {}).items():
             window = self.windows.setdefault(
                 task, deque(maxlen=self.precision_window))

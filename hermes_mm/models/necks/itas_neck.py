@@ -141,7 +141,10 @@ class ITASNeck(BaseModule):
         gate_indices (Sequence[int], optional): Levels of the segmentation
             features gated by the classification descriptor; negative values
             count from the end. None gates every level; an empty sequence
-            disables gating. Defaults to None.
+            disables gating. Gate only levels the decode head reads (e.g.
+            ``(-1,)`` for an ``FCNHead`` with ``in_index=-1``): a gate whose
+            output is unused gets no gradient, which DDP rejects unless
+            ``find_unused_parameters=True``. Defaults to None.
         reduction (int): Bottleneck ratio of each gate MLP
             (``C_cls -> max(1, C_cls // reduction) -> C_i``). Defaults to 4.
         pool_mix (float): Weight ``lambda`` in [0, 1] of saliency-weighted

@@ -33,6 +33,7 @@ from torch import Tensor
 from hermes_mm.registry import MODELS, TASK_UTILS
 from ..utils.cutmix import cutmix_batch
 from ..utils.dual_threshold import Zones, dual_threshold_zones
+from ..utils.finite_losses import FiniteLossesMixin
 from .multi_task_segmentor import MultiTaskOutputs, MultiTaskSegmentor
 
 
@@ -120,7 +121,7 @@ def confidence_stats(zones: Zones, num_classes: int,
 
 
 @MODELS.register_module()
-class HermesSegmentor(BaseSegmentor):
+class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
     """Semi-supervised multi-task segmentor with an EMA teacher.
 
     Expects training batches from ``MultiBranchSegDataPreProcessor``:
@@ -181,6 +182,11 @@ class HermesSegmentor(BaseSegmentor):
 
     PREDICTORS = ('teacher', 'student')
     ATTENTIONS = ('cam', 'saliency')
+    # Set to True (e.g. by HermesVisualizationHook) to keep detached CPU
+    # copies of the next training batch's pseudo-labels in
+    # ``last_pseudo_labels`` (see ``keep_pseudo_labels``); one-shot.
+    record_pseudo_labels: bool = False
+    last_pseudo_labels: Optional[Dict[str, Tensor]] = None
 
     def __init__(self,
                  segmentor: ConfigType,
@@ -332,7 +338,16 @@ class HermesSegmentor(BaseSegmentor):
 
     @torch.no_grad()
     def update_teacher(self) -> None:
-        """One EMA step of the teacher towards the student."""
+        """One EMA step of the teacher towards the student.
+
+        MMEngine's averaged model keeps a dict of views on the teacher's
+        tensors, built once; a deep copy of the model (or anything that
+        replaces those tensors) would leave the dict pointing at stale
+        tensors and the teacher silently frozen, so it is refreshed here.
+        """
+        self.teacher.avg_parameters = (
+            self.teacher.module.state_dict() if self.teacher.update_buffers
+            else dict(self.teacher.module.named_parameters()))
         self.teacher.update_parameters(self.student)
 
     @torch.no_grad()
@@ -383,6 +398,7 @@ class HermesSegmentor(BaseSegmentor):
 
         teacher = self.teacher_pseudo_labels(weak_x, strong_ds)
         strong_x, teacher = self.mix_strong_views(strong_x, teacher)
+        self.keep_pseudo_labels(weak_x, strong_x, teacher)
         outputs = self.student.forward_train(torch.cat([sup_x, strong_x]))
         sup_out = outputs.slice(0, num_sup)
         unsup_out = outputs.slice(num_sup, outputs.cls_logits.shape[0])
@@ -505,15 +521,21 @@ class HermesSegmentor(BaseSegmentor):
         """Pseudo-label losses on the strong views (reliable zone only).
 
         Segmentation uses the decode head's own losses (e.g. CE + Dice) with
-        unreliable pixels set to ``ignore_index``; classification uses the
+        unreliable pixels set to ``ignore_index`` (with MMSeg's default
+        ``avg_non_ignore=False`` the CE is averaged over all pixels, so it
+        scales with the reliable fraction, as FixMatch's masked mean does);
+        classification uses the
         classification head's loss with a per-image weight, averaged over
         all unlabelled images (FixMatch's normalisation).
         """
+        seg_losses = self.student.seg_losses(
+            outputs.seg_logits,
+            pseudo_data_samples(data_samples, teacher['pseudo_masks']))
+        # The decode head's accuracy against pseudo-labels is meaningless
+        # (100 when every pixel is ignored): keep the losses only.
         losses = add_prefix(
-            self.student.seg_losses(
-                outputs.seg_logits,
-                pseudo_data_samples(data_samples, teacher['pseudo_masks'])),
-            'seg')
+            {k: v
+             for k, v in seg_losses.items() if 'loss' in k}, 'seg')
         cls_zones: Zones = teacher['cls_zones']
         weight = (cls_zones.reliable & teacher['cls_usable']).float()
         loss_cls = self.student.cls_head.loss_module(
@@ -662,6 +684,44 @@ class HermesSegmentor(BaseSegmentor):
     # ------------------------------------------------------------------
     # diagnostics
     # ------------------------------------------------------------------
+    @torch.no_grad()
+    def keep_pseudo_labels(self, weak_inputs: Tensor, strong_inputs: Tensor,
+                           teacher: Dict[str, object]) -> None:
+        """Keep CPU copies of this batch's pseudo-labels, when asked.
+
+        A no-op unless ``record_pseudo_labels`` is True (set by a
+        visualisation hook every few iterations); it is reset here, so one
+        request keeps one batch. Zones are those that train the student,
+        i.e. in the (CutMixed) strong view's pixels.
+
+        Stores ``last_pseudo_labels``: ``weak_inputs`` / ``strong_inputs``
+        (B, 3, H, W) normalised; ``seg_pseudo_label`` (B, H, W) long;
+        ``seg_reliable`` / ``seg_ambiguous`` / ``region`` (B, H, W) bool;
+        ``cls_probs`` (B, K); ``cls_reliable`` / ``cls_ambiguous`` /
+        ``mixed`` (B,) bool.
+        """
+        if not self.record_pseudo_labels:
+            return
+        self.record_pseudo_labels = False
+        shape = strong_inputs.shape[:1] + strong_inputs.shape[2:]
+        seg_zones: Zones = teacher['seg_zones']
+        cls_zones: Zones = teacher['cls_zones']
+        record = dict(
+            weak_inputs=weak_inputs,
+            strong_inputs=strong_inputs,
+            seg_pseudo_label=seg_zones.pseudo_label.view(shape),
+            seg_reliable=seg_zones.reliable.view(shape),
+            seg_ambiguous=seg_zones.ambiguous.view(shape),
+            region=teacher['region'].view(shape),
+            cls_probs=teacher['cls_probs'],
+            cls_reliable=cls_zones.reliable,
+            cls_ambiguous=cls_zones.ambiguous,
+            mixed=teacher['mixed'])
+        self.last_pseudo_labels = {
+            key: value.detach().cpu()
+            for key, value in record.items()
+        }
+
     @torch.no_grad()
     def pseudo_label_diagnostics(
             self, teacher: Dict[str, object]) -> Dict[str, Tensor]:

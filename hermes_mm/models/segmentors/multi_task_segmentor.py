@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmengine.config import ConfigDict
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.models.utils import resize
 from mmseg.utils import (ConfigType, OptConfigType, OptMultiConfig,
@@ -21,6 +22,7 @@ from torch import Tensor
 
 from hermes_mm.registry import MODELS
 from ..necks.task_features import TaskFeatures
+from ..utils.finite_losses import FiniteLossesMixin
 
 
 def rename_loss_keys(losses: Dict[str, Tensor],
@@ -56,7 +58,7 @@ class MultiTaskOutputs:
 
 
 @MODELS.register_module()
-class MultiTaskSegmentor(EncoderDecoder):
+class MultiTaskSegmentor(FiniteLossesMixin, EncoderDecoder):
     """Encoder-decoder segmentor with an image-classification branch.
 
     Data flow::
@@ -109,6 +111,9 @@ class MultiTaskSegmentor(EncoderDecoder):
         if test_cfg is None:
             # MMSeg's predict crashes on test_cfg=None (DESIGN §4).
             test_cfg = dict(mode='whole')
+        # MMSeg's slide inference reads ``test_cfg.mode`` as an attribute:
+        # a plain dict (a model built from Python, not a Config) crashes it.
+        test_cfg = ConfigDict(test_cfg)
         super().__init__(
             backbone=backbone,
             decode_head=decode_head,

@@ -50,6 +50,10 @@ class RampedDualThreshold(BaseDualThreshold):
         self.register_buffer('final_high', final_high)
         self.warmup_iters = warmup_iters
         self.ramp_iters = ramp_iters
+        # The buffers hold the thresholds of the iteration about to run;
+        # iteration 0 already has its final values when there is neither a
+        # warm-up nor a ramp.
+        self._set_progress(self.progress(0))
 
     def progress(self, iteration: int) -> float:
         """``r(t)`` in [0, 1]."""
@@ -63,7 +67,11 @@ class RampedDualThreshold(BaseDualThreshold):
     def update(self, confidence_sum: Tensor, count: Tensor,
                iteration: int) -> None:
         """Set the thresholds for the next iteration, ``iteration + 1``."""
-        r = self.progress(iteration + 1)
+        self._set_progress(self.progress(iteration + 1))
+
+    @torch.no_grad()
+    def _set_progress(self, r: float) -> None:
+        """Set the thresholds to ``tau_start + r (tau_final - tau_start)``."""
         self.tau_low.copy_(self.start_low + r *
                            (self.final_low - self.start_low))
         self.tau_high.copy_(self.start_high + r *

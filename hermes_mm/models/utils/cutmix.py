@@ -17,7 +17,8 @@ def sample_box(height: int,
     """A random box ``(top, left, h, w)`` inside a ``height x width`` image.
 
     Its area fraction is drawn uniformly from ``area_range`` and its aspect
-    ratio (h / w) log-uniformly from ``aspect_range``.
+    ratio (h / w) log-uniformly from ``aspect_range``; if a side would not
+    fit in the image it is clamped and the other side keeps the area.
     """
 
     def uniform(lo: float, hi: float) -> float:
@@ -26,8 +27,15 @@ def sample_box(height: int,
     area = uniform(*area_range) * height * width
     aspect = math.exp(uniform(math.log(aspect_range[0]),
                               math.log(aspect_range[1])))
-    box_h = max(1, min(height, int(round(math.sqrt(area * aspect)))))
-    box_w = max(1, min(width, int(round(math.sqrt(area / aspect)))))
+    exact_h, exact_w = math.sqrt(area * aspect), math.sqrt(area / aspect)
+    # A side longer than the image is clamped; the other side then grows so
+    # the area still comes from ``area_range`` (area <= H * W, so it fits).
+    if exact_h > height:
+        exact_h, exact_w = height, area / height
+    elif exact_w > width:
+        exact_h, exact_w = area / width, width
+    box_h = max(1, min(height, int(round(exact_h))))
+    box_w = max(1, min(width, int(round(exact_w))))
     top = int(torch.randint(0, height - box_h + 1, (1, ),
                             generator=generator))
     left = int(torch.randint(0, width - box_w + 1, (1, ),

@@ -1,0 +1,645 @@
+"""Segmentation + classification quality of Hermes vs. baselines and ablations.
+
+For every label ratio x seed x variant, trains with ``tools/train.py`` and
+tests with ``tools/test.py --out-metrics`` (subprocesses, one work dir per
+run), all variants with the same schedule, then writes:
+
+* ``results.json``: every run (config, command lines, wall times, test
+  metrics, status) and mean / std over seeds per ratio and variant;
+* ``results.md``: mean +- std over seeds of lesion Dice, IoU, HD95 and
+  image accuracy, macro F1, AUC (Hermes-type models are tested with their
+  EMA teacher, ``predict_on='teacher'``);
+* ``learning_curves_r<ratio>.png``: validation Dice vs. iteration
+  (``teacher/seg/dice`` for teacher/student models, ``seg/dice`` otherwise)
+  from each work dir's ``vis_data/scalars.json``;
+* ``zones_<variant>_r<ratio>.png``: zone ratios (``zone.<seg|cls>.<zone>``)
+  and pseudo-label precision (``pl.<seg|cls>.precision``) during training.
+
+Data: by default the built-in synthetic BUSI-layout set (``configs/demo/*``,
+generated once into ``--cache-dir``; label ratio and split seed are set on
+every dataset of a generated config). With ``--data-root DIR`` (raw BUSI
+layout) the ``configs/*busi*`` counterparts run unchanged, on split files
+made by ``tools/make_split.py`` per ratio and seed and passed as
+``--data-root/--split-file``.
+
+Every run's config is generated (``<run>/config.py``: the chosen config with
+seed, label ratio, data root and -- with ``--iters`` -- the schedule
+rescaled), so the exact settings are on disk next to the results. Runs whose
+metrics exist are skipped (resumable); an interrupted training resumes from
+its last checkpoint.
+
+Examples::
+
+    python benchmarks/quality.py --quick          # ~30 min on 2 CPU cores
+    python benchmarks/quality.py                  # full synthetic study
+    python benchmarks/quality.py --data-root data/BUSI --seeds 0 1 2
+    python benchmarks/quality.py --dry-run        # print the commands only
+"""
+import argparse
+import copy
+import glob
+import json
+import math
+import os
+import os.path as osp
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _common import (REPO_ROOT, environment, read_json, table,  # noqa: E402
+                     write_json)
+
+#: variant -> (synthetic config, BUSI config), paths relative to the repo.
+VARIANTS: Dict[str, Tuple[str, str]] = {
+    'supervised': ('configs/demo/supervised_synthetic.py',
+                   'configs/supervised_busi.py'),
+    'fully_supervised': (
+        'configs/demo/baselines/fully_supervised_synthetic.py',
+        'configs/baselines/fully_supervised_busi.py'),
+    'mean_teacher': ('configs/demo/baselines/mean_teacher_synthetic.py',
+                     'configs/baselines/mean_teacher_busi.py'),
+    'hermes': ('configs/demo/hermes_synthetic.py', 'configs/hermes_busi.py'),
+    'no_itas': ('configs/demo/ablations/hermes_synthetic_no_itas.py',
+                'configs/ablations/hermes_busi_no_itas.py'),
+    'single_threshold': (
+        'configs/demo/ablations/hermes_synthetic_single_threshold.py',
+        'configs/ablations/hermes_busi_single_threshold.py'),
+    'no_contrast': ('configs/demo/ablations/hermes_synthetic_no_contrast.py',
+                    'configs/ablations/hermes_busi_no_contrast.py'),
+    'no_pix_contrast': (
+        'configs/demo/ablations/hermes_synthetic_no_pix_contrast.py',
+        'configs/ablations/hermes_busi_no_pix_contrast.py'),
+    'no_consistency': (
+        'configs/demo/ablations/hermes_synthetic_no_consistency.py',
+        'configs/ablations/hermes_busi_no_consistency.py'),
+}
+#: The fully-supervised upper bound trains on every train image whatever
+#: the ratio: one run per seed serves every ratio.
+RATIO_INDEPENDENT = ('fully_supervised', )
+#: Test metrics in the table: (key in the --out-metrics JSON, header).
+METRICS = [('seg/dice', 'Dice %'), ('seg/iou', 'IoU %'),
+           ('seg/hd95', 'HD95 px'), ('cls/accuracy', 'Acc %'),
+           ('cls/f1', 'F1 %'), ('cls/auc', 'AUC %')]
+ZONE_KEYS = [f'zone.{t}.{z}' for t in ('seg', 'cls')
+             for z in ('reliable', 'ambiguous', 'unreliable')]
+PRECISION_KEYS = ['pl.seg.precision', 'pl.cls.precision']
+#: What --quick runs (explicit flags still win).
+QUICK = dict(ratios=[0.125], seeds=[0],
+             variants=['supervised', 'fully_supervised', 'mean_teacher',
+                       'hermes'],
+             iters=300, val_points=3)
+FULL = dict(ratios=[0.125, 0.25], seeds=[0, 1, 2],
+            variants=list(VARIANTS), iters=None, val_points=None)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='--quick = --ratios 0.125 --seeds 0 --variants supervised '
+        'fully_supervised mean_teacher hermes --iters 300 --val-points 3 '
+        '(each can still be overridden).')
+    p.add_argument('--quick', action='store_true',
+                   help='short schedule, 1 seed, ratio 0.125, 4 variants')
+    p.add_argument('--data-root', help='raw BUSI layout; default: the '
+                   'synthetic set')
+    p.add_argument('--ratios', type=float, nargs='+',
+                   help=f'label ratios (default {FULL["ratios"]})')
+    p.add_argument('--seeds', type=int, nargs='+',
+                   help='seeds: randomness.seed and split seed (default '
+                   f'{FULL["seeds"]})')
+    p.add_argument('--variants', nargs='+', choices=list(VARIANTS),
+                   help='default: all')
+    p.add_argument('--iters', type=int,
+                   help='schedule length for every variant; LR schedule, '
+                   'ramp-ups and warm-ups are rescaled proportionally '
+                   '(default: the configs\' own, 600 synthetic / 20k BUSI)')
+    p.add_argument('--val-points', type=int,
+                   help='validations per run with --iters (learning-curve '
+                   'points; default: the config\'s val_interval)')
+    p.add_argument('--checkpoint', choices=['last', 'best'], default='last',
+                   help='checkpoint to test: the final one, or the best on '
+                   'the validation set (teacher/seg/dice or seg/dice)')
+    p.add_argument('--out-dir', help='default benchmarks/runs/quality_'
+                   '<synthetic|busi>[_quick]')
+    p.add_argument('--cache-dir', default=osp.join(REPO_ROOT, 'benchmarks',
+                                                   'runs', 'cache'),
+                   help='where the synthetic set is generated')
+    p.add_argument('--num-workers', type=int,
+                   help='train data-loader workers (default: config)')
+    p.add_argument('--timeout', type=float, default=None,
+                   help='seconds per train or test subprocess')
+    p.add_argument('--dry-run', action='store_true',
+                   help='write configs and print commands, run nothing')
+    p.add_argument('--report-only', action='store_true',
+                   help='only aggregate existing runs (table, plots)')
+    args = p.parse_args(argv)
+    preset = QUICK if args.quick else FULL
+    for key, value in preset.items():
+        if getattr(args, key) is None:
+            setattr(args, key, copy.deepcopy(value))
+    if args.data_root is not None:
+        args.data_root = osp.abspath(args.data_root)
+    if args.out_dir is None:
+        kind = 'busi' if args.data_root else 'synthetic'
+        args.out_dir = osp.join(REPO_ROOT, 'benchmarks', 'runs',
+                                f'quality_{kind}' +
+                                ('_quick' if args.quick else ''))
+    args.out_dir = osp.abspath(args.out_dir)
+    args.cache_dir = osp.abspath(args.cache_dir)
+    return args
+
+
+# ----------------------------------------------------------------------
+# configs
+# ----------------------------------------------------------------------
+def ratio_tag(ratio: float) -> str:
+    return f'{ratio:g}'
+
+
+def run_dir(args, variant: str, ratio: float, seed: int) -> str:
+    if variant in RATIO_INDEPENDENT:
+        return osp.join(args.out_dir, 'runs', variant, f'seed{seed}')
+    return osp.join(args.out_dir, 'runs', variant, f'r{ratio_tag(ratio)}',
+                    f'seed{seed}')
+
+
+def iter_datasets(cfg):
+    from hermes_mm.utils.config_utils import DATALOADER_KEYS, iter_dataset_cfgs
+    for key in DATALOADER_KEYS:
+        loader = cfg.get(key)
+        if loader:
+            for _, ds in iter_dataset_cfgs(loader.get('dataset'), key):
+                yield ds
+
+
+def rescale_schedule(cfg, iters: int, val_points: Optional[int]) -> dict:
+    """Shorten/lengthen the schedule to ``iters``; everything measured in
+    iterations (LR scheduler bounds, loss ramp-ups, threshold warm-ups)
+    scales by ``iters / max_iters``. Returns what changed."""
+    old = int(cfg.train_cfg.max_iters)
+    factor = iters / old
+
+    def scale(x):
+        return int(round(x * factor))
+
+    cfg.train_cfg.max_iters = iters
+    if 'max_iters' in cfg:
+        cfg.max_iters = iters
+    for sched in cfg.get('param_scheduler') or []:
+        if sched.get('by_epoch', True) is False:
+            for key in ('begin', 'end'):
+                if key in sched:
+                    sched[key] = min(scale(sched[key]), iters)
+    model = cfg.model
+    if model.get('type') == 'HermesSegmentor':
+        for key in ('unsup_weight', 'contrast_weight', 'consistency_weight'):
+            ramp = model.get(key)
+            if ramp:
+                for sub in ('start', 'length'):
+                    if sub in ramp:
+                        ramp[sub] = max(scale(ramp[sub]), 1 if sub ==
+                                        'length' else 0)
+        for key in ('seg_threshold', 'cls_threshold'):
+            policy = model.get(key) or {}
+            for sub in ('warmup_iters', 'ramp_iters'):
+                if sub in policy:
+                    policy[sub] = scale(policy[sub])
+    for hook in cfg.get('custom_hooks') or []:
+        for sub in ('precision_window', 'no_pair_warning_iters'):
+            if hook.get(sub):
+                hook[sub] = max(scale(hook[sub]), 1)
+    points = val_points or max(1, old // int(cfg.train_cfg.val_interval))
+    cfg.train_cfg.val_interval = max(1, iters // points)
+    hooks = cfg.default_hooks
+    hooks.checkpoint.interval = iters
+    hooks.checkpoint.max_keep_ckpts = 1
+    hooks.logger.interval = max(1, min(int(hooks.logger.interval),
+                                       iters // 20 or 1))
+    return dict(factor=factor, max_iters=iters,
+                val_interval=cfg.train_cfg.val_interval,
+                log_interval=hooks.logger.interval)
+
+
+def make_config(args, variant: str, ratio: float, seed: int,
+                out_path: str, split_file: Optional[str] = None) -> dict:
+    """Write the run's config; return facts about it."""
+    from mmengine.config import Config
+    from hermes_mm.utils import rewrite_datasets
+    synthetic = args.data_root is None
+    src = VARIANTS[variant][0 if synthetic else 1]
+    cfg = Config.fromfile(osp.join(REPO_ROOT, src))
+    cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
+    facts: Dict[str, Any] = dict(source_config=src)
+    if synthetic:
+        root = osp.join(args.cache_dir, 'synthetic_busi')
+        touched = 0
+        for ds in iter_datasets(cfg):
+            if 'labeled_ratio' in ds or ds.get('type') == \
+                    'SyntheticBUSIDataset':
+                ds['data_root'] = root
+                ds['labeled_ratio'] = ratio
+                ds['split_seed'] = seed
+                touched += 1
+        if not touched:
+            raise RuntimeError(f'{src}: no SyntheticBUSIDataset to set the '
+                               'label ratio on')
+        # Top-level helper variables too, so the dumped file reads true.
+        cfg.data_root = root
+        if isinstance(cfg.get('synthetic'), dict):
+            cfg.synthetic.update(labeled_ratio=ratio, split_seed=seed)
+        facts.update(data_root=root, synthetic_datasets=touched)
+    else:
+        # Also passed as --data-root/--split-file; written here too so the
+        # config on disk is what ran.
+        rewrite_datasets(cfg, data_root=args.data_root, split_file=split_file)
+        cfg.data_root = args.data_root
+        if 'split_file' in cfg:
+            cfg.split_file = split_file
+        facts.update(data_root=args.data_root, split_file=split_file)
+    if cfg.model.get('type') == 'HermesSegmentor':
+        cfg.model.predict_on = 'teacher'
+        facts['teacher_student'] = True
+    else:
+        facts['teacher_student'] = False
+    if args.iters:
+        facts['schedule'] = rescale_schedule(cfg, args.iters, args.val_points)
+    facts['max_iters'] = int(cfg.train_cfg.max_iters)
+    if args.num_workers is not None:
+        cfg.train_dataloader.num_workers = args.num_workers
+        if args.num_workers == 0:
+            cfg.train_dataloader.persistent_workers = False
+    os.makedirs(osp.dirname(out_path), exist_ok=True)
+    cfg.dump(out_path)
+    return facts
+
+
+def make_split_file(args, ratio: float, seed: int) -> str:
+    """BUSI only: tools/make_split.py once per ratio and seed."""
+    out = osp.join(args.out_dir, 'splits',
+                   f'split_{ratio_tag(ratio)}_seed{seed}.json')
+    if not osp.exists(out):
+        os.makedirs(osp.dirname(out), exist_ok=True)
+        cmd = [sys.executable, 'tools/make_split.py', args.data_root,
+               '--labeled-ratio', str(ratio), '--seed', str(seed),
+               '--out', out]
+        print('  $ ' + shlex.join(cmd), flush=True)
+        if not args.dry_run:
+            subprocess.run(cmd, cwd=REPO_ROOT, check=True)
+    return out
+
+
+# ----------------------------------------------------------------------
+# one run
+# ----------------------------------------------------------------------
+def run_cmd(cmd: List[str], log_path: str, timeout: Optional[float]):
+    start = time.perf_counter()
+    with open(log_path, 'a') as log:
+        log.write(f'\n$ {shlex.join(cmd)}\n')
+        log.flush()
+        try:
+            proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=log,
+                                  stderr=subprocess.STDOUT, timeout=timeout)
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            code = 'timeout'
+    return code, time.perf_counter() - start
+
+
+def tail(path: str, n: int = 25) -> str:
+    try:
+        with open(path, errors='replace') as f:
+            return ''.join(f.readlines()[-n:])
+    except OSError:
+        return ''
+
+
+def find_checkpoint(work_dir: str, which: str,
+                    max_iters: int) -> Optional[str]:
+    if which == 'best':
+        best = sorted(glob.glob(osp.join(work_dir, 'best_*.pth')),
+                      key=osp.getmtime)
+        if best:
+            return best[-1]
+    final = osp.join(work_dir, f'iter_{max_iters}.pth')
+    return final if osp.exists(final) else None
+
+
+def one_run(args, variant: str, ratio: float, seed: int) -> dict:
+    wd = run_dir(args, variant, ratio, seed)
+    record_path = osp.join(wd, 'run.json')
+    metrics_path = osp.join(wd, 'metrics.json')
+    if osp.exists(record_path) and osp.exists(metrics_path):
+        record = read_json(record_path)
+        if ('requested_iters' in record and
+                record['requested_iters'] != args.iters) or (
+                    args.iters and record.get('max_iters') != args.iters) or \
+                record.get('checkpoint_rule', args.checkpoint) != \
+                args.checkpoint:
+            raise SystemExit(
+                f'{wd} holds a run with --iters '
+                f'{record.get("requested_iters", record.get("max_iters"))} / '
+                f'--checkpoint '
+                f'{record.get("checkpoint_rule")}; use another --out-dir '
+                'for other settings')
+        if record.get('status') == 'ok':
+            print(f'  skip (done): {wd}', flush=True)
+            return record
+    os.makedirs(wd, exist_ok=True)
+    cfg_path = osp.join(wd, 'config.py')
+    data_args: List[str] = []
+    split = None
+    if args.data_root:
+        split = make_split_file(args, ratio, seed)
+        data_args = ['--data-root', args.data_root, '--split-file', split]
+    facts = make_config(args, variant, ratio, seed, cfg_path, split)
+    train_cmd = [sys.executable, 'tools/train.py', cfg_path, '--work-dir',
+                 wd] + data_args
+    record: Dict[str, Any] = dict(
+        variant=variant, ratio=ratio, seed=seed, work_dir=wd,
+        config=cfg_path, checkpoint_rule=args.checkpoint,
+        requested_iters=args.iters, **facts)
+    record['ratio_independent'] = variant in RATIO_INDEPENDENT
+    prev = read_json(record_path) if osp.exists(record_path) else {}
+    ckpt = find_checkpoint(wd, 'last', facts['max_iters'])
+    log_path = osp.join(wd, 'benchmark.log')
+    if ckpt is None:
+        if osp.exists(osp.join(wd, 'last_checkpoint')):
+            train_cmd.append('--resume')
+        record['train_cmd'] = shlex.join(train_cmd)
+        print(f'  train: {shlex.join(train_cmd)}', flush=True)
+        if args.dry_run:
+            return dict(record, status='dry-run')
+        code, secs = run_cmd(train_cmd, log_path, args.timeout)
+        earlier = prev.get('train_wall_s') if '--resume' in train_cmd \
+            else None
+        record['train_wall_s'] = secs + (earlier or 0.0)
+        if code != 0:
+            record.update(status=f'train failed ({code})',
+                          log_tail=tail(log_path))
+            write_json(record_path, record)
+            print(f'  FAILED: see {log_path}\n{record["log_tail"]}',
+                  flush=True)
+            return record
+    else:
+        record['train_wall_s'] = prev.get('train_wall_s')
+        record['train_cmd'] = prev.get('train_cmd', shlex.join(train_cmd))
+    ckpt = find_checkpoint(wd, args.checkpoint, facts['max_iters'])
+    if ckpt is None:
+        record.update(status='no checkpoint', log_tail=tail(log_path))
+        write_json(record_path, record)
+        return record
+    test_cmd = [sys.executable, 'tools/test.py', cfg_path, ckpt,
+                '--work-dir', osp.join(wd, 'test'), '--out-metrics',
+                metrics_path] + data_args
+    record['test_cmd'] = shlex.join(test_cmd)
+    record['checkpoint'] = ckpt
+    print(f'  test:  {shlex.join(test_cmd)}', flush=True)
+    if args.dry_run:
+        return dict(record, status='dry-run')
+    code, secs = run_cmd(test_cmd, log_path, args.timeout)
+    record['test_wall_s'] = secs
+    if code != 0 or not osp.exists(metrics_path):
+        record.update(status=f'test failed ({code})', log_tail=tail(log_path))
+    else:
+        record.update(status='ok', metrics=read_json(metrics_path))
+    write_json(record_path, record)
+    return record
+
+
+# ----------------------------------------------------------------------
+# aggregation, tables, plots
+# ----------------------------------------------------------------------
+def read_scalars(work_dir: str) -> List[dict]:
+    """Every scalars.json line of a work dir (resumed runs: all sessions),
+    ordered by step."""
+    rows = []
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                          'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        pass
+    rows.sort(key=lambda r: r.get('step', r.get('iter', 0)))
+    return rows
+
+
+def curve(rows: List[dict], key: str) -> Tuple[List[int], List[float]]:
+    pts = {}
+    for r in rows:
+        if key in r:
+            pts[int(r.get('step', r.get('iter', 0)))] = float(r[key])
+    steps = sorted(pts)
+    return steps, [pts[s] for s in steps]
+
+
+def val_key(record: dict) -> str:
+    return 'teacher/seg/dice' if record.get('teacher_student') else \
+        'seg/dice'
+
+
+def mean_std(values: List[float]) -> Dict[str, Any]:
+    values = [v for v in values
+              if v is not None and not (isinstance(v, float) and
+                                        math.isnan(v))]
+    if not values:
+        return dict(mean=None, std=None, n=0)
+    return dict(mean=statistics.fmean(values),
+                std=statistics.stdev(values) if len(values) > 1 else 0.0,
+                n=len(values))
+
+
+def summarise(args, records: List[dict]) -> Dict[str, Any]:
+    summary: Dict[str, Any] = {}
+    for ratio in args.ratios:
+        per_ratio = summary.setdefault(ratio_tag(ratio), {})
+        for variant in args.variants:
+            runs = [r for r in records if r['variant'] == variant and
+                    r.get('status') == 'ok' and
+                    (r['ratio_independent'] or r['ratio'] == ratio)]
+            entry = {key: mean_std([r['metrics'].get(key) for r in runs])
+                     for key, _ in METRICS}
+            entry['seeds'] = sorted(r['seed'] for r in runs)
+            entry['train_wall_s'] = mean_std(
+                [r.get('train_wall_s') for r in runs])
+            per_ratio[variant] = entry
+    return summary
+
+
+def markdown(args, summary: Dict[str, Any], env: dict) -> str:
+    lines = [
+        '# Quality benchmark',
+        '',
+        'Data: ' + (f'BUSI at {args.data_root}' if args.data_root else
+                    'synthetic BUSI-layout set (configs/demo)') + '; '
+        f'schedule: {args.iters or "config default"} iterations; '
+        f'checkpoint tested: {args.checkpoint}; teacher/student models '
+        'tested with the teacher. Mean ± std over seeds (the mean alone '
+        'for one seed); fully_supervised uses every train image, so one '
+        'run per seed serves every ratio.',
+        f'Machine: {env["cpu"]} x{env["cpu_count"]}, torch {env["torch"]} '
+        f'({env["torch_threads"]} threads)' +
+        (f', {env["gpu"]}' if env.get('gpu') else '') + '.',
+        '',
+    ]
+    for ratio, per in summary.items():
+        rows = []
+        for variant, entry in per.items():
+            cells = [variant]
+            for key, _ in METRICS:
+                m = entry[key]
+                if m['mean'] is None:
+                    cells.append('-')
+                elif m['n'] == 1:
+                    cells.append(f'{m["mean"]:.2f}')
+                else:
+                    cells.append(f'{m["mean"]:.2f} ± {m["std"]:.2f}')
+            cells.append(len(entry['seeds']))
+            wall = entry['train_wall_s']['mean']
+            cells.append('-' if wall is None else f'{wall / 60:.1f}')
+            rows.append(cells)
+        lines += [f'## Label ratio {ratio}', '',
+                  table(['variant'] + [h for _, h in METRICS] +
+                        ['seeds', 'train min'], rows), '']
+    return '\n'.join(lines)
+
+
+def plots(args, records: List[dict]) -> List[str]:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    written = []
+    ok = [r for r in records if r.get('status') == 'ok']
+    for ratio in args.ratios:
+        runs = [r for r in ok if r['ratio_independent'] or
+                r['ratio'] == ratio]
+        if not runs:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for i, variant in enumerate(args.variants):
+            color = f'C{i % 10}'
+            for j, r in enumerate(v for v in runs if v['variant'] == variant):
+                steps, vals = curve(read_scalars(r['work_dir']), val_key(r))
+                if steps:
+                    ax.plot(steps, vals, '-o', ms=3, color=color, alpha=0.8,
+                            label=variant if j == 0 else None)
+        ax.set_xlabel('iteration')
+        ax.set_ylabel('val lesion Dice % (teacher for teacher/student)')
+        ax.set_title(f'Learning curves, label ratio {ratio_tag(ratio)} '
+                     '(one line per seed)')
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        path = osp.join(args.out_dir,
+                        f'learning_curves_r{ratio_tag(ratio)}.png')
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+
+        for variant in args.variants:
+            vruns = [r for r in runs if r['variant'] == variant and
+                     r.get('teacher_student')]
+            if not vruns:
+                continue
+            fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+            for r in vruns:
+                rows = read_scalars(r['work_dir'])
+                for ax, task in zip(axes[:2], ('seg', 'cls')):
+                    for k, zone in enumerate(('reliable', 'ambiguous',
+                                              'unreliable')):
+                        steps, vals = curve(rows, f'zone.{task}.{zone}')
+                        ax.plot(steps, vals, color=f'C{k}', alpha=0.8,
+                                label=zone if r is vruns[0] else None)
+                for k, key in enumerate(PRECISION_KEYS):
+                    steps, vals = curve(rows, key)
+                    axes[2].plot(steps, vals, color=f'C{k + 3}', alpha=0.8,
+                                 label=key if r is vruns[0] else None)
+            for ax, title in zip(axes, ('pixel zones', 'image zones',
+                                        'pseudo-label precision')):
+                if not any(len(line.get_xdata()) for line in ax.lines):
+                    ax.text(0.5, 0.5, 'not logged yet\n(no reliable '
+                            'pseudo-labels / hidden labels)',
+                            ha='center', va='center',
+                            transform=ax.transAxes)
+                ax.set_title(f'{variant} r={ratio_tag(ratio)}: {title}')
+                ax.set_xlabel('iteration')
+                ax.set_ylim(-0.02, 1.02)
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=8)
+            path = osp.join(args.out_dir,
+                            f'zones_{variant}_r{ratio_tag(ratio)}.png')
+            fig.tight_layout()
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            written.append(path)
+    return written
+
+
+# ----------------------------------------------------------------------
+def planned_runs(args) -> List[Tuple[str, float, int]]:
+    plan, seen = [], set()
+    for ratio in args.ratios:
+        for seed in args.seeds:
+            for variant in args.variants:
+                key = run_dir(args, variant, ratio, seed)
+                if key not in seen:
+                    seen.add(key)
+                    plan.append((variant, ratio, seed))
+    return plan
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import hermes_mm  # noqa: F401  (registers, and the config helpers)
+    t0 = time.perf_counter()
+    import torch
+    env = environment('cuda' if torch.cuda.is_available() else 'cpu')
+    os.makedirs(args.out_dir, exist_ok=True)
+    plan = planned_runs(args)
+    print(f'Quality benchmark: {len(plan)} runs -> {args.out_dir}\n'
+          f'  ratios {args.ratios}, seeds {args.seeds}, variants '
+          f'{args.variants}, iters {args.iters or "config"}', flush=True)
+    records = []
+    for i, (variant, ratio, seed) in enumerate(plan):
+        print(f'[{i + 1}/{len(plan)}] {variant} ratio={ratio_tag(ratio)} '
+              f'seed={seed}', flush=True)
+        if args.report_only:
+            path = osp.join(run_dir(args, variant, ratio, seed), 'run.json')
+            if osp.exists(path):
+                records.append(read_json(path))
+            continue
+        rec = one_run(args, variant, ratio, seed)
+        records.append(rec)
+        if rec.get('train_wall_s') is not None:
+            print(f'  {rec["status"]}: train {rec["train_wall_s"]:.0f}s, '
+                  f'test {rec.get("test_wall_s") or 0:.0f}s', flush=True)
+    if args.dry_run:
+        return 0
+    summary = summarise(args, records)
+    result = dict(benchmark='quality', environment=env, args=vars(args),
+                  runs=records, summary=summary,
+                  wall_time_s=time.perf_counter() - t0)
+    write_json(osp.join(args.out_dir, 'results.json'), result)
+    md = markdown(args, summary, env)
+    with open(osp.join(args.out_dir, 'results.md'), 'w') as f:
+        f.write(md + '\n')
+    figures = plots(args, records)
+    print('\n' + md)
+    print('\nfigures: ' + ', '.join(osp.relpath(p, args.out_dir)
+                                    for p in figures))
+    failed = [r for r in records if r.get('status') != 'ok']
+    print(f'\nwrote {args.out_dir}/results.json, results.md '
+          f'({time.perf_counter() - t0:.0f}s; {len(failed)} failed)')
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,16 @@
+# Hermes on TN3K (thyroid nodules: benign/malignant, every image has a
+# nodule) at 1/8 labels, official test set:
+#   python tools/dataset_converters/tn3k.py data/TN3K --out data/TN3K/tn3k.jsonl \
+#       --split-out data/TN3K/splits/split_0.125_seed0.json --labeled-ratio 0.125
+#   python tools/train.py configs/hermes_tn3k.py
+_base_ = [
+    '_base_/models/hermes_r50_upernet_itas.py',
+    '_base_/datasets/tn3k_semi.py',
+    '_base_/default_runtime.py',
+    '_base_/schedules/semi_schedule_20k.py',
+]
+
+model = dict(
+    segmentor=dict(cls_head=dict(num_classes=2)),
+    img_contrast_loss=dict(num_classes=2),
+    lesion_classes=(0, 1))
