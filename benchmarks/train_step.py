@@ -740,29 +740,54 @@ def contrast_inputs(n_img: int, side: int, dim: int, num_classes: int,
 
 
 def contrast_one_size(args, side: int, device) -> dict:
-    """Time and peak memory of one PixelContrastLoss fwd+bwd at one size."""
+    """Time and peak memory of the pixel contrastive term at one size.
+
+    Measures what ``HermesSegmentor.pixel_contrastive_loss`` runs: sample
+    pixels from labels/masks, gather their feature vectors from the
+    (B, C, h, w) map, project them (``PixelProjectionHead.forward_pixels``),
+    InfoNCE against prototypes, backward. The feature map and its gradient
+    exist in the training step anyway; ``extra_mib`` is the peak beyond the
+    map's gradient, which should not grow with the map at fixed sample
+    counts.
+    """
     import torch
     from mmengine.config import Config
+    from hermes_mm.models.segmentors.hermes_segmentor import gather_pixels
     from hermes_mm.registry import MODELS
     cfg = Config.fromfile(
         osp.join(REPO_ROOT, MODEL_CONFIGS[args.model]['hermes']))
-    loss_cfg = copy.deepcopy(cfg.model.pix_contrast_loss.to_dict())
-    loss_mod = MODELS.build(loss_cfg).to(device)
+    loss_mod = MODELS.build(
+        copy.deepcopy(cfg.model.pix_contrast_loss.to_dict())).to(device)
+    projector = MODELS.build(
+        copy.deepcopy(cfg.model.pix_projector.to_dict())).to(device)
+    channels = projector.in_channels
     n_img = args.contrast_batch or (args.labeled + args.unlabeled)
-    feats, labels, anchors, negatives = contrast_inputs(
+    _, labels, anchors, negatives = contrast_inputs(
         n_img, side, loss_mod.feat_dim, loss_mod.num_classes, device,
         args.seed)
-    # Steady state: prototypes already set (as after the first step).
-    loss_mod.update_prototypes(feats, labels, anchors)
-    feats.requires_grad_(True)
+    gen = torch.Generator().manual_seed(args.seed)
+    feat_map = torch.randn(n_img, channels, side, side,
+                           generator=gen).to(device).requires_grad_(True)
+
+    def step():
+        sample = loss_mod.sample(labels, anchors, negatives)
+        emb = projector.forward_pixels(gather_pixels(feat_map, sample.index))
+        loss = loss_mod.forward_sampled(emb, sample)
+        loss_mod.update_prototypes(emb.detach(), sample.labels,
+                                   sample.anchor_mask)
+        loss.backward()
+        return loss, sample.index.numel()
+
+    step()  # steady state: prototypes set, as after the first step
     cuda = device.type == 'cuda'
-    feat_mib = feats.numel() * feats.element_size() / MIB
+    feat_mib = feat_map.numel() * feat_map.element_size() / MIB
     target_mib = sum(t.numel() * t.element_size()
                      for t in (labels, anchors, negatives)) / MIB
     times, peaks = [], []
     was_reset, rss0 = False, 0
     for it in range(1 + args.contrast_iters):
-        feats.grad = None
+        feat_map.grad = None
+        projector.zero_grad(set_to_none=True)
         if it == 1 and not cuda:
             gc.collect()
             was_reset = reset_peak_rss()
@@ -772,8 +797,7 @@ def contrast_one_size(args, side: int, device) -> dict:
             base = torch.cuda.memory_allocated(device)
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
-        loss = loss_mod(feats, labels, anchors, negatives)
-        loss.backward()
+        loss, sampled = step()
         synchronize(device)
         elapsed = time.perf_counter() - start
         if it >= 1:
@@ -781,10 +805,6 @@ def contrast_one_size(args, side: int, device) -> dict:
             if cuda:
                 peaks.append(
                     (torch.cuda.max_memory_allocated(device) - base) / MIB)
-    start = time.perf_counter()
-    loss_mod.update_prototypes(feats.detach(), labels, anchors)
-    synchronize(device)
-    proto_s = time.perf_counter() - start
     if cuda:
         peak = max(peaks)
         method = 'cuda max_memory_allocated minus allocated before'
@@ -792,18 +812,18 @@ def contrast_one_size(args, side: int, device) -> dict:
         peak = (peak_rss() - rss0) / MIB
         method = ('fresh process; RSS high-water mark (VmHWM, reset after '
                   'one warm-up iteration) minus RSS with the inputs '
-                  'allocated; includes feats.grad (N x D); glibc mmap '
-                  'threshold pinned' + ('' if was_reset else
-                                        '; WARNING: reset failed'))
+                  'allocated; includes the feature map gradient; glibc '
+                  'mmap threshold pinned' + ('' if was_reset else
+                                             '; WARNING: reset failed'))
     return dict(
         side=side, images=n_img, pixels=int(labels.numel()),
-        feat_dim=loss_mod.feat_dim,
+        channels=channels, feat_dim=loss_mod.feat_dim,
         num_anchors_per_class=loss_mod.num_anchors_per_class,
-        num_negatives=loss_mod.num_negatives,
+        num_negatives=loss_mod.num_negatives, sampled_pixels=sampled,
         feats_mib=feat_mib, targets_mib=target_mib,
-        peak_fwd_bwd_mib=peak,
+        peak_fwd_bwd_mib=peak, extra_mib=peak - feat_mib,
         peak_over_feats=peak / feat_mib if feat_mib else None,
-        time_s=summary(times), update_prototypes_s=proto_s,
+        time_s=summary(times),
         loss=float(loss.detach()), memory_method=method)
 
 
@@ -819,7 +839,8 @@ def contrast_table(args, device) -> List[dict]:
         print(f'  contrast {side}x{side}: {r["pixels"]} px, '
               f'{median(r["time_s"]["values"]):.4f}s, '
               f'peak {r["peak_fwd_bwd_mib"]:.1f} MiB '
-              f'(features {r["feats_mib"]:.1f} MiB)', flush=True)
+              f'(feature map {r["feats_mib"]:.1f} MiB, extra '
+              f'{r["extra_mib"]:.1f} MiB)', flush=True)
     return rows
 
 
@@ -1104,18 +1125,18 @@ def report(result: dict) -> str:
                 table(['model', 'batch', 'median s', 'images/s'], rows)]
     if 'pixel_contrast' in result:
         rows = [[
-            f'{r["side"]}x{r["side"]}', r['pixels'], r['feats_mib'],
-            r['peak_fwd_bwd_mib'], r['peak_over_feats'],
-            r['time_s']['median'], r['update_prototypes_s']
+            f'{r["side"]}x{r["side"]}', r['pixels'], r['sampled_pixels'],
+            r['feats_mib'], r['peak_fwd_bwd_mib'], r['extra_mib'],
+            r['time_s']['median']
         ] for r in result['pixel_contrast']]
         r0 = result['pixel_contrast'][0]
-        out += ['', f'### PixelContrastLoss fwd+bwd vs. feature-map size '
-                f'({r0["images"]} images, D={r0["feat_dim"]}, '
+        out += ['', f'### Pixel contrastive term (sample, gather, project, '
+                f'InfoNCE, backward) vs. feature-map size ({r0["images"]} '
+                f'images, C={r0["channels"]}, D={r0["feat_dim"]}, '
                 f'{r0["num_anchors_per_class"]} anchors/class, '
                 f'{r0["num_negatives"]} negatives)', '',
-                table(['map', 'pixels N', 'features MiB', 'peak MiB',
-                       'peak / features', 'fwd+bwd s',
-                       'update_prototypes s'], rows)]
+                table(['map', 'pixels N', 'sampled', 'feature map MiB',
+                       'peak MiB', 'peak - map MiB', 'fwd+bwd s'], rows)]
     return '\n'.join(out)
 
 

@@ -16,9 +16,13 @@ negatives as soon as another class has an anchor, a prototype, or an
 ambiguous pixel confidently not of it: the loss stays informative for binary
 lesion / background segmentation.
 
-Memory is bounded by the sample counts: the only similarity matrix is, per
-class, (anchors sampled, 1 + negatives sampled + other prototypes); the rest
-is linear in the number of pixels N (masks and index lists), never N x N.
+Memory is bounded by the sample counts: pixels are *sampled first*
+(:func:`sample_pixels`, on labels and masks only) and only the sampled rows
+are normalised, projected (``HermesSegmentor`` runs the projection head on
+the sampled feature vectors, not the whole map) and compared. The only
+similarity matrix is, per class, (anchors sampled, 1 + negatives sampled +
+other prototypes); what grows with the number of pixels N is a few masks and
+index lists, never N x D embeddings or N x N.
 """
 from typing import List, NamedTuple, Optional
 
@@ -114,6 +118,53 @@ def sample_pixel_contrast(labels: Tensor,
     return samples
 
 
+class PixelSample(NamedTuple):
+    """Every pixel the loss needs, gathered once.
+
+    Attributes:
+        index (LongTensor): (U,) sorted, unique pixel indices into the N
+            pixels (anchors and negatives of every class).
+        labels (LongTensor): (U,) their labels.
+        anchor_mask (BoolTensor): (U,) which of them are anchor pixels.
+        classes (list[ClassSample]): Per class, indices into ``[0, U)``.
+    """
+    index: Tensor
+    labels: Tensor
+    anchor_mask: Tensor
+    classes: List[ClassSample]
+
+
+def sample_pixels(labels: Tensor,
+                  anchor_mask: Tensor,
+                  negative_classes: Tensor,
+                  num_anchors_per_class: int,
+                  num_negatives: int,
+                  generator: Optional[torch.Generator] = None
+                  ) -> PixelSample:
+    """:func:`sample_pixel_contrast`, with the chosen pixels gathered once.
+
+    Only labels and masks of the N pixels are read, so embeddings (or the
+    features they are projected from) are needed for the ``U <= K *
+    (num_anchors_per_class + num_negatives)`` sampled pixels alone.
+    """
+    per_class = sample_pixel_contrast(labels, anchor_mask, negative_classes,
+                                      num_anchors_per_class, num_negatives,
+                                      generator)
+    empty = labels.new_zeros(0)
+    if not per_class:
+        return PixelSample(empty, empty, empty.bool(), [])
+    parts = [s.anchor_idx for s in per_class] + \
+        [s.negative_idx for s in per_class]
+    index, inverse = torch.unique(torch.cat(parts), return_inverse=True)
+    pieces = list(inverse.split([p.numel() for p in parts]))
+    num = len(per_class)
+    classes = [
+        ClassSample(s.cls, pieces[i], pieces[num + i], s.num_hard)
+        for i, s in enumerate(per_class)
+    ]
+    return PixelSample(index, labels[index], anchor_mask[index], classes)
+
+
 def pixel_contrast_logits(anchors: Tensor, positive: Tensor,
                           negatives: Tensor, temperature: float) -> Tensor:
     """InfoNCE logits of anchors (A, D) against one positive (D,) and shared
@@ -142,14 +193,11 @@ def class_centres(feats: Tensor, labels: Tensor, anchor_mask: Tensor,
     return centres, proto_valid | has_anchor
 
 
-def _pixel_contrast_terms(feats: Tensor, labels: Tensor, anchor_mask: Tensor,
-                          negative_classes: Tensor, prototypes: Tensor,
-                          proto_valid: Tensor, num_anchors_per_class: int,
-                          num_negatives: int, temperature: float,
-                          generator: Optional[torch.Generator]):
-    """Sum of the per-anchor InfoNCE terms and how many anchors had a
-    negative; same arguments as :func:`pixel_contrast_loss`."""
-    n, dim = feats.shape
+def _check_inputs(n: int, dim: int, labels: Tensor, anchor_mask: Tensor,
+                  negative_classes: Tensor, prototypes: Tensor,
+                  proto_valid: Tensor, num_anchors_per_class: int,
+                  num_negatives: int, temperature: float,
+                  feats_shape: tuple) -> None:
     num_classes = negative_classes.shape[1]
     if (labels.shape != (n, ) or anchor_mask.shape != (n, )
             or negative_classes.shape[0] != n
@@ -158,7 +206,7 @@ def _pixel_contrast_terms(feats: Tensor, labels: Tensor, anchor_mask: Tensor,
         raise ValueError(
             f'expected feats (N, D), labels (N,), anchor_mask (N,), '
             f'negative_classes (N, K), prototypes (K, D), proto_valid (K,); '
-            f'got {tuple(feats.shape)}, {tuple(labels.shape)}, '
+            f'got {feats_shape}, {tuple(labels.shape)}, '
             f'{tuple(anchor_mask.shape)}, {tuple(negative_classes.shape)}, '
             f'{tuple(prototypes.shape)}, {tuple(proto_valid.shape)}')
     if temperature <= 0:
@@ -172,23 +220,51 @@ def _pixel_contrast_terms(feats: Tensor, labels: Tensor, anchor_mask: Tensor,
         raise ValueError(f'anchor labels must be in [0, {num_classes}), got '
                          f'{labels[bad].unique().tolist()}')
 
-    centres, has_centre = class_centres(feats, labels, anchor_mask,
-                                        prototypes, proto_valid)
+
+def sampled_pixel_contrast_terms(feats: Tensor, sample: PixelSample,
+                                 prototypes: Tensor, proto_valid: Tensor,
+                                 temperature: float):
+    """Sum of the per-anchor InfoNCE terms and how many anchors had a
+    negative, on the gathered, L2-normalised embeddings ``feats`` (U, D) of
+    ``sample`` (see :func:`pixel_contrast_loss` for the loss)."""
+    centres, has_centre = class_centres(feats, sample.labels,
+                                        sample.anchor_mask, prototypes,
+                                        proto_valid)
     total, count = feats.sum() * 0, 0
-    for sample in sample_pixel_contrast(labels, anchor_mask, negative_classes,
-                                        num_anchors_per_class, num_negatives,
-                                        generator):
+    for cls_sample in sample.classes:
         others = has_centre.clone()
-        others[sample.cls] = False
-        negatives = torch.cat([feats[sample.negative_idx], centres[others]])
+        others[cls_sample.cls] = False
+        negatives = torch.cat(
+            [feats[cls_sample.negative_idx], centres[others]])
         if negatives.shape[0] == 0:
             continue  # only a positive: log(1) = 0, nothing to learn
-        logits = pixel_contrast_logits(feats[sample.anchor_idx],
-                                       centres[sample.cls], negatives,
+        logits = pixel_contrast_logits(feats[cls_sample.anchor_idx],
+                                       centres[cls_sample.cls], negatives,
                                        temperature)
         total = total + (logits.logsumexp(dim=1) - logits[:, 0]).sum()
-        count += sample.anchor_idx.numel()
+        count += cls_sample.anchor_idx.numel()
     return total, count
+
+
+def _pixel_contrast_terms(feats: Tensor, labels: Tensor, anchor_mask: Tensor,
+                          negative_classes: Tensor, prototypes: Tensor,
+                          proto_valid: Tensor, num_anchors_per_class: int,
+                          num_negatives: int, temperature: float,
+                          generator: Optional[torch.Generator]):
+    """Sample, gather and normalise the sampled rows of ``feats`` (N, D),
+    then :func:`sampled_pixel_contrast_terms`; same arguments as
+    :func:`pixel_contrast_loss`."""
+    n, dim = feats.shape
+    _check_inputs(n, dim, labels, anchor_mask, negative_classes, prototypes,
+                  proto_valid, num_anchors_per_class, num_negatives,
+                  temperature, tuple(feats.shape))
+    sample = sample_pixels(labels, anchor_mask, negative_classes,
+                           num_anchors_per_class, num_negatives, generator)
+    if sample.index.numel() == 0:
+        return feats.sum() * 0, 0
+    gathered = F.normalize(feats[sample.index], dim=1)
+    return sampled_pixel_contrast_terms(gathered, sample, prototypes,
+                                        proto_valid, temperature)
 
 
 def pixel_contrast_loss(feats: Tensor,
@@ -220,7 +296,8 @@ def pixel_contrast_loss(feats: Tensor,
     pixels away from the classes they are not); centres are constants.
 
     Args:
-        feats (Tensor): (N, D) L2-normalised pixel embeddings.
+        feats (Tensor): (N, D) pixel embeddings; only the sampled rows are
+            read and L2-normalised.
         labels (LongTensor): (N,) class per pixel (true or pseudo label);
             read only for anchors.
         anchor_mask (BoolTensor): (N,) labelled or reliable pixels.
@@ -327,7 +404,8 @@ class PixelContrastLoss(nn.Module):
         """Weighted loss with the current prototypes.
 
         Args:
-            feats (Tensor): (N, D) pixel embeddings (L2-normalised here).
+            feats (Tensor): (N, D) pixel embeddings (the sampled rows are
+                L2-normalised here).
             labels (LongTensor): (N,) true or pseudo labels.
             anchor_mask (BoolTensor): (N,) labelled or reliable pixels.
             negative_classes (BoolTensor): (N, K) see
@@ -338,20 +416,58 @@ class PixelContrastLoss(nn.Module):
         Returns:
             Tensor: Scalar weighted loss.
         """
-        if negative_classes.shape[-1] != self.num_classes:
-            raise ValueError(f'negative_classes must have {self.num_classes}'
-                             ' columns (one per class), got shape '
-                             f'{tuple(negative_classes.shape)}')
-        feats = F.normalize(feats, dim=1)
+        self._check_classes(negative_classes)
         total, count = _pixel_contrast_terms(
             feats, labels, anchor_mask, negative_classes, self.prototypes,
             self.proto_valid, self.num_anchors_per_class, self.num_negatives,
             self.temperature, generator)
+        return self._finish(total, count)
+
+    def _check_classes(self, negative_classes: Tensor) -> None:
+        if negative_classes.shape[-1] != self.num_classes:
+            raise ValueError(f'negative_classes must have {self.num_classes}'
+                             ' columns (one per class), got shape '
+                             f'{tuple(negative_classes.shape)}')
+
+    def _finish(self, total: Tensor, count: int) -> Tensor:
         if count == 0:
             self.steps_without_pairs += 1
             return total
         self.steps_without_pairs.zero_()
         return self.loss_weight * total / count
+
+    def sample(self,
+               labels: Tensor,
+               anchor_mask: Tensor,
+               negative_classes: Tensor,
+               generator: Optional[torch.Generator] = None) -> PixelSample:
+        """Choose this step's pixels from labels and masks alone.
+
+        Gather the features (or embeddings) of ``sample.index`` and pass
+        them to :meth:`forward_sampled`: nothing of size N x D is needed.
+        """
+        self._check_classes(negative_classes)
+        return sample_pixels(labels, anchor_mask, negative_classes,
+                             self.num_anchors_per_class, self.num_negatives,
+                             generator)
+
+    def forward_sampled(self, feats: Tensor, sample: PixelSample) -> Tensor:
+        """Weighted loss on the embeddings (U, D) of the sampled pixels
+        (``sample.index`` order; L2-normalised here).
+
+        ``feats`` must carry the graph even when ``sample`` is empty (pass
+        a (0, D) slice of the embeddings): the result is then 0 with that
+        graph.
+        """
+        if feats.shape[0] != sample.index.numel():
+            raise ValueError(f'feats has {feats.shape[0]} rows but the sample '
+                             f'has {sample.index.numel()} pixels')
+        if feats.shape[0] == 0:
+            return self._finish(feats.sum() * 0, 0)
+        total, count = sampled_pixel_contrast_terms(
+            F.normalize(feats, dim=1), sample, self.prototypes,
+            self.proto_valid, self.temperature)
+        return self._finish(total, count)
 
     @torch.no_grad()
     def update_prototypes(self, feats: Tensor, labels: Tensor,

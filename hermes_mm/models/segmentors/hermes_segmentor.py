@@ -104,6 +104,13 @@ def flatten_pixels(dense: Tensor) -> Tensor:
     return dense.permute(0, 2, 3, 1).reshape(-1, dense.shape[1])
 
 
+def gather_pixels(dense: Tensor, index: Tensor) -> Tensor:
+    """Rows ``index`` of :func:`flatten_pixels` ``(dense)``, (U, C), without
+    materialising the (B*H*W, C) matrix."""
+    area = dense.shape[2] * dense.shape[3]
+    return dense.flatten(2)[index // area, :, index % area]
+
+
 def confidence_stats(zones: Zones, num_classes: int,
                      valid: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Per predicted class: summed confidence and count of ``valid`` samples.
@@ -618,18 +625,31 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
                                teacher: Dict[str, object],
                                sup_ds: SampleList) -> Dict[str, Tensor]:
         """Pixel anchors vs. class prototypes (positive) and other-class /
-        ambiguous pixels (hard negatives), at a bounded sample count."""
+        ambiguous pixels (hard negatives).
+
+        Pixels are sampled from labels and masks first; only the sampled
+        feature vectors are projected (``pix_projector.forward_pixels``) and
+        compared, so time and memory stay flat as the image grows.
+        """
         feats = outputs.task_feats.seg_feats[self.pix_in_index]
-        embeddings = self.pix_projector(feats)
         targets = self.pixel_targets(outputs, teacher, sup_ds,
-                                     tuple(embeddings.shape[2:]))
-        flat = flatten_pixels(embeddings)
-        loss = self.pix_contrast_loss(flat, targets['labels'],
-                                      targets['anchors'],
-                                      targets['negatives'])
-        self.pix_contrast_loss.update_prototypes(flat.detach(),
-                                                 targets['labels'],
-                                                 targets['anchors'])
+                                     tuple(feats.shape[2:]))
+        sample = self.pix_contrast_loss.sample(targets['labels'],
+                                               targets['anchors'],
+                                               targets['negatives'])
+        # Nothing sampled: still run the projector on one pixel so every
+        # parameter is in the graph (DDP), and return 0.
+        index = sample.index if sample.index.numel() else \
+            sample.index.new_zeros(1)
+        embeddings = self.pix_projector.forward_pixels(
+            gather_pixels(feats, index))
+        if sample.index.numel() == 0:
+            loss = self.pix_contrast_loss.forward_sampled(
+                embeddings[:0], sample) + embeddings.sum() * 0
+        else:
+            loss = self.pix_contrast_loss.forward_sampled(embeddings, sample)
+            self.pix_contrast_loss.update_prototypes(
+                embeddings.detach(), sample.labels, sample.anchor_mask)
         return {self.pix_contrast_loss.loss_name: loss}
 
     # ------------------------------------------------------------------

@@ -157,6 +157,11 @@ def test_pixel_head_is_per_pixel_in_eval():
     x = torch.randn(1, 3, 4, 4)
     # a 1x1-conv MLP: each pixel's embedding depends on that pixel only
     torch.testing.assert_close(head(x)[..., 1:2, 2:3], head(x[..., 1:2, 2:3]))
+    # ... and forward_pixels on gathered vectors gives the same embeddings
+    pixels = x.flatten(2)[0].t()  # (16, 3)
+    torch.testing.assert_close(
+        head.forward_pixels(pixels),
+        head(x).flatten(2)[0].t())
 
 
 def test_pixel_head_single_image_and_single_pixel_training():

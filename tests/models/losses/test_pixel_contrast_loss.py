@@ -217,3 +217,43 @@ def test_module_prototypes_ema_state_dict_and_counter(tmp_path):
 def test_module_validation(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         PixelContrastLoss(feat_dim=2, **kwargs)
+
+
+def test_sample_first_path_equals_full_path():
+    """Sampling from labels/masks, then gathering and projecting only the
+    sampled rows, gives the loss of the full (N, D) path."""
+    torch.manual_seed(0)
+    n, dim = 400, 8
+    feats = torch.randn(n, dim)
+    labels = torch.randint(0, 2, (n, ))
+    anchors = torch.rand(n) < 0.5
+    negatives = torch.zeros(n, 2, dtype=torch.bool)
+    negatives[~anchors, 0] = torch.rand(int((~anchors).sum())) < 0.5
+    loss_a = PixelContrastLoss(
+        feat_dim=dim, num_anchors_per_class=16, num_negatives=32)
+    loss_b = PixelContrastLoss(
+        feat_dim=dim, num_anchors_per_class=16, num_negatives=32)
+    full = loss_a(feats, labels, anchors, negatives,
+                  generator=torch.Generator().manual_seed(5))
+    sample = mod.sample_pixels(labels, anchors, negatives, 16, 32,
+                               torch.Generator().manual_seed(5))
+    # bounded: at most K * (anchors + negatives) pixels are ever gathered
+    assert sample.index.numel() <= 2 * (16 + 32)
+    assert torch.equal(sample.labels, labels[sample.index])
+    sampled = loss_b.forward_sampled(feats[sample.index], sample)
+    torch.testing.assert_close(full, sampled)
+    assert full > 0
+
+
+def test_forward_sampled_empty_sample_is_zero_with_graph():
+    loss = PixelContrastLoss(feat_dim=4)
+    labels = torch.zeros(10, dtype=torch.long)
+    sample = loss.sample(labels, torch.zeros(10, dtype=torch.bool),
+                         torch.zeros(10, 2, dtype=torch.bool))
+    assert sample.index.numel() == 0
+    feats = torch.randn(1, 4, requires_grad=True)
+    out = loss.forward_sampled(feats[:0], sample) + feats.sum() * 0
+    assert float(out) == 0 and out.requires_grad
+    assert int(loss.steps_without_pairs) == 1
+    with pytest.raises(ValueError, match='rows'):
+        loss.forward_sampled(feats, sample)

@@ -552,3 +552,13 @@ def test_update_thresholds_follows_adaptive_closed_form(model):
     finally:
         seg_policy.load_state_dict(saved[0])
         cls_policy.load_state_dict(saved[1])
+
+
+def test_gather_pixels_matches_flattened_rows():
+    from hermes_mm.models.segmentors.hermes_segmentor import (flatten_pixels,
+                                                              gather_pixels)
+    x = torch.randn(3, 5, 4, 6, requires_grad=True)
+    index = torch.tensor([0, 7, 30, 71])
+    torch.testing.assert_close(gather_pixels(x, index), flatten_pixels(x)[index])
+    gather_pixels(x, index).sum().backward()
+    assert int((x.grad.flatten(2).abs().sum(1) > 0).sum()) == 4
