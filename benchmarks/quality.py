@@ -229,6 +229,7 @@ def make_config(args, variant: str, ratio: float, seed: int,
                 out_path: str, split_file: Optional[str] = None) -> dict:
     """Write the run's config; return facts about it."""
     from mmengine.config import Config
+
     from hermes_mm.utils import rewrite_datasets
     synthetic = args.data_root is None
     src = VARIANTS[variant][0 if synthetic else 1]

@@ -203,7 +203,9 @@ def semi_iteration(hermes_cfg: dict, override: Optional[int]) -> int:
 def build_model(cfg: dict, device):
     from mmengine.config import ConfigDict
     from mmengine.model import revert_sync_batchnorm
+
     from hermes_mm.registry import MODELS
+
     # ConfigDict as from a config file (MMSeg reads test_cfg.mode).
     model = MODELS.build(ConfigDict(copy.deepcopy(cfg)))
     model.init_weights()
@@ -321,7 +323,6 @@ class BatchFactory:
                     flip_direction=None, reduce_zero_label=False)
 
     def _labelled(self, p, i):
-        import torch
         from mmengine.structures import PixelData
         from mmseg.structures import SegDataSample
         sample = SegDataSample(metainfo=self._meta(i))
@@ -752,6 +753,7 @@ def contrast_one_size(args, side: int, device) -> dict:
     """
     import torch
     from mmengine.config import Config
+
     from hermes_mm.models.segmentors.hermes_segmentor import gather_pixels
     from hermes_mm.registry import MODELS
     cfg = Config.fromfile(
@@ -932,7 +934,6 @@ def breakdown(var: Variant, args, device, iters: int) -> dict:
 
 
 def profile_hermes(var: Variant, args, device, path: str) -> str:
-    import torch
     from torch.profiler import ProfilerActivity, profile
     acts = [ProfilerActivity.CPU]
     if device.type == 'cuda':
@@ -961,9 +962,10 @@ def profile_hermes(var: Variant, args, device, path: str) -> str:
 # ----------------------------------------------------------------------
 def setup(args):
     import torch
-    import hermes_mm  # noqa: F401  (compat + registration)
     from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
+
+    import hermes_mm  # noqa: F401  (compat + registration)
     init_default_scope('mmseg')
     # init_weights() logs every parameter at INFO; keep the output readable.
     MMLogger.get_current_instance().setLevel('WARNING')

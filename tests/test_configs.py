@@ -6,11 +6,11 @@ import copy
 import glob
 import os.path as osp
 
-import hermes_mm  # noqa: F401  (registers everything)
 import pytest
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+import hermes_mm  # noqa: F401  (registers everything)
 from hermes_mm.models.segmentors import HermesSegmentor, MultiTaskSegmentor
 from hermes_mm.registry import MODELS, TRANSFORMS
 from hermes_mm.utils import iter_dataset_cfgs, rewrite_datasets

@@ -28,8 +28,8 @@ import os
 import os.path as osp
 import re
 import warnings
-from typing import (Any, Dict, Iterator, List, NamedTuple, Optional,
-                    Sequence, Union)
+from typing import (Any, Dict, Iterator, List, NamedTuple, Optional, Sequence,
+                    Union)
 
 import mmcv
 import mmengine.fileio as fileio

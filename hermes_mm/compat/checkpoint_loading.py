@@ -159,8 +159,8 @@ def resume_without_config_exec(original: Callable) -> Callable:
 
         def load_checkpoint(*load_args, **load_kwargs):
             checkpoint = load(*load_args, **load_kwargs)
-            meta = checkpoint.get('meta') if isinstance(checkpoint,
-                                                         dict) else None
+            meta = (checkpoint.get('meta')
+                    if isinstance(checkpoint, dict) else None)
             if isinstance(meta, dict) and 'config' in meta:
                 meta.pop('config')
                 print_log(

@@ -43,8 +43,8 @@ def masked_dice_forward(original_forward):
                 reduction_override=None,
                 ignore_index=255,
                 **kwargs):
-        from mmseg.models.losses.dice_loss import (
-            _expand_onehot_labels_dice, dice_loss)
+        from mmseg.models.losses.dice_loss import (_expand_onehot_labels_dice,
+                                                   dice_loss)
         if ignore_index is None or pred.shape == target.shape:
             return original_forward(self, pred, target, weight, avg_factor,
                                     reduction_override, ignore_index,

@@ -18,8 +18,8 @@ from mmengine import fileio
 from mmseg.datasets import BaseSegDataset
 
 from hermes_mm.registry import DATASETS
-from .splits import (ImageRecord, check_subset, load_split,
-                     resolve_split_file, select_subset)
+from .splits import (ImageRecord, check_subset, load_split, resolve_split_file,
+                     select_subset)
 
 
 def _parse_label(value: object, cls_classes: Sequence[str],

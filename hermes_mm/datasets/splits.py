@@ -385,8 +385,8 @@ def repeat_message(source: str, path: str, keys: Sequence[str]) -> str:
             f'{keys[1]!r}; each image may be in one subset, once.')
 
 
-def validate_split(split: object, source: str = 'split') -> Dict[str,
-                                                                List[str]]:
+def validate_split(split: object,
+                   source: str = 'split') -> Dict[str, List[str]]:
     """Check a split's form and return it as ``{key: list[str]}``.
 
     Args:

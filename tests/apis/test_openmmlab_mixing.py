@@ -16,16 +16,16 @@ import subprocess
 import sys
 from typing import List, Optional
 
-import hermes_mm  # noqa: F401  (compat first)
+import mmengine.config.config as mmengine_config
 import mmseg
 import pytest
 import torch
-import mmengine.config.config as mmengine_config
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
+import hermes_mm  # noqa: F401  (compat first)
 from hermes_mm.datasets.synthetic_busi_dataset import ensure_synthetic_busi
 from hermes_mm.registry import MODELS
 from hermes_mm.utils import rewrite_datasets

@@ -14,8 +14,9 @@ import torch
 import torch.nn as nn
 from mmengine.hooks import checkpoint_hook
 from mmengine.model import BaseModel
-from mmengine.runner import Runner, find_latest_checkpoint
+from mmengine.runner import Runner
 from mmengine.runner import checkpoint as checkpoint_module
+from mmengine.runner import find_latest_checkpoint
 from mmengine.runner import runner as runner_module
 from torch.utils.data import Dataset
 

@@ -1,11 +1,11 @@
 """Tests of the DiceLoss ignore_index fix (hermes_mm.compat.dice_loss):
 ignored pixels leave the loss as if they were cropped away, an all-ignored
 batch gives 0 with a graph, unignored targets keep the upstream value."""
-import hermes_mm  # noqa: F401  (applies the patch)
 import pytest
 import torch
 from mmseg.models.losses import DiceLoss
 
+import hermes_mm  # noqa: F401  (applies the patch)
 from hermes_mm.compat import dice_loss as compat_dice
 
 IGNORE = 255

@@ -67,6 +67,7 @@ def test_other_op_raises_module_not_found_with_hint():
 def test_mmseg_guarded_imports_still_work():
     import mmseg.models  # noqa: F401
     from mmseg.models.decode_heads import cc_head, psa_head
+
     # MMSeg's try/except ModuleNotFoundError guards caught the missing ops.
     assert psa_head.PSAMask is None
     assert cc_head.CrissCrossAttention is None

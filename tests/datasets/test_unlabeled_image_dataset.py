@@ -7,12 +7,11 @@ import os.path as osp
 import cv2
 import numpy as np
 import pytest
-
-import hermes_mm  # noqa: F401  (compat first: MMSeg needs it)
 from mmengine.dataset import ConcatDataset
 from mmengine.registry import init_default_scope
 from mmseg.datasets import BaseSegDataset
 
+import hermes_mm  # noqa: F401  (compat first: MMSeg needs it)
 from hermes_mm.datasets.unlabeled_image_dataset import UnlabeledImageDataset
 from hermes_mm.registry import DATASETS
 

@@ -17,10 +17,11 @@ import os.path as osp
 import time
 
 import cv2
-import hermes_mm  # noqa: F401  (compat first)
 import pytest
 import torch
 from mmengine.config import Config
+
+import hermes_mm  # noqa: F401  (compat first)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SUPERVISED = osp.join(REPO, 'configs', 'supervised_busi.py')
@@ -71,14 +72,17 @@ def tiny_options(config, name):
         opts += [f'{loader}.num_workers=0',
                  f'{loader}.persistent_workers=False']
     small = Config.fromfile(SMALL_MODEL).model
-    student = 'model.segmentor' if cfg.model.type == 'HermesSegmentor' \
-        else 'model'
+    hermes = cfg.model.type == 'HermesSegmentor'
+    student = 'model.segmentor' if hermes else 'model'
+    student_cfg = cfg.model.segmentor if hermes else cfg.model
     for part, keys in (('backbone', ('depth', 'base_channels',
                                      'stem_channels')),
                        ('task_neck', ('in_channels', )),
                        ('decode_head', ('in_channels', 'channels')),
                        ('cls_head', ('in_channels', ))):
         for key in keys:
+            if key not in student_cfg[part] and part != 'backbone':
+                continue  # e.g. TaskSplitNeck has no channels
             value = small[part][key]
             if isinstance(value, (list, tuple)):
                 value = '[' + ','.join(map(str, value)) + ']'
@@ -206,3 +210,71 @@ def test_hermes_demo_trains_and_validates_both_networks(tmp_path):
     val_lines = [ln for ln in log.splitlines()
                  if 'Iter(val)' in ln and 'teacher/seg/dice' in ln]
     assert val_lines and 'student/seg/dice' in val_lines[0]
+
+
+SEMI_CONFIGS = {
+    # config -> loss-key prefixes that must be absent from its log
+    'hermes_busi.py': (),
+    'ablations/hermes_busi_no_itas.py': ('sal.',),
+    'ablations/hermes_busi_single_threshold.py': (),
+    'ablations/hermes_busi_no_contrast.py': ('con.',),
+    'ablations/hermes_busi_no_pix_contrast.py': ('con.loss_con_pix',),
+    'ablations/hermes_busi_no_consistency.py': ('ict.',),
+    'baselines/mean_teacher_busi.py': ('con.', 'ict.', 'sal.'),
+}
+
+
+@pytest.fixture(scope='module')
+def busi_folder(tmp_path_factory):
+    """A tiny BUSI-layout folder and a 1/4 split, shared by the runs."""
+    root = tmp_path_factory.mktemp('busi_semi')
+    data, split = str(root / 'BUSI'), str(root / 'split.json')
+    load_tool('make_synthetic_busi').main(
+        [data, '--num', '24', '--seed', '1', '--size', '64', '72'])
+    load_tool('make_split').main(
+        [data, '--labeled-ratio', '0.25', '--seed', '0', '--out', split])
+    return data, split
+
+
+@pytest.mark.parametrize('config', sorted(SEMI_CONFIGS))
+def test_semi_config_trains_two_iterations(config, busi_folder, tmp_path):
+    """Every shipped Hermes / ablation / mean-teacher config trains 2
+    iterations (small backbone, 64x64, batch 1+1) with finite losses, and
+    the component it removes is absent from the loss dict."""
+    data, split = busi_folder
+    path = osp.join(REPO, 'configs', config)
+    cfg = Config.fromfile(path)
+    small = Config.fromfile(SMALL_MODEL).model
+    name = f'semi_{osp.basename(config)[:-3]}_{time.time_ns()}'
+    options = tiny_options(path, name) + [
+        'train_dataloader.batch_size=2',
+        'train_dataloader.sampler.batch_size=2',
+        'train_dataloader.sampler.source_ratio=[1,1]',
+        'model.unsup_weight.start=0', 'model.contrast_weight.start=0',
+        'model.consistency_weight.start=0',
+        'train_cfg.max_iters=2', 'train_cfg.val_interval=1000',
+        'default_hooks.logger.interval=1',
+        'default_hooks.checkpoint.interval=1000',
+        'default_hooks.checkpoint.save_last=False',
+        'default_hooks.checkpoint.save_best=None',
+    ]
+    if cfg.model.img_projector is not None:
+        options.append(
+            f'model.img_projector.in_channels={small.cls_head.in_channels}')
+    if cfg.model.pix_projector is not None:
+        level = small.task_neck.in_channels[cfg.model.pix_in_index]
+        options.append(f'model.pix_projector.in_channels={level}')
+    work = str(tmp_path / 'work')
+    load_tool('train').main([path, '--data-root', data, '--split-file', split,
+                             '--work-dir', work, '--cfg-options'] + options)
+    (_, log), = logs(work).items()
+    last = [ln for ln in log.splitlines() if 'Iter(train) [2/2]' in ln]
+    assert last, log[-2000:]
+    terms = dict(
+        part.split(': ') for part in last[0].split('  ')
+        if ': ' in part and ('loss' in part or 'zone' in part))
+    assert 'sup.seg.loss_ce' in terms and 'unsup.seg.loss_ce' in terms
+    for key, value in terms.items():
+        assert math.isfinite(float(value)), (key, value)
+    for prefix in SEMI_CONFIGS[config]:
+        assert not any(k.startswith(prefix) for k in terms), (prefix, terms)

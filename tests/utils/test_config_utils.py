@@ -90,8 +90,8 @@ def test_rewrite_one_option_at_a_time():
     assert {ds.get('split_file') for _, ds in leaves(cfg)} == {'s.json', None}
     cfg = semi_cfg()
     rewrite_datasets(cfg, data_root='r')
-    assert {ds.get('split_file') for _, ds in leaves(cfg)} == {'old.json',
-                                                                None}
+    split_files = {ds.get('split_file') for _, ds in leaves(cfg)}
+    assert split_files == {'old.json', None}
     assert rewrite_datasets(cfg) == []
 
 

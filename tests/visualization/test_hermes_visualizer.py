@@ -12,9 +12,9 @@ from mmseg.structures import SegDataSample
 from hermes_mm.registry import VISUALIZERS
 from hermes_mm.visualization import HermesVisualizer
 from hermes_mm.visualization.drawing import (DEFAULT_ZONE_PALETTE, ZONES,
-                                             blend_mask, class_text,
-                                             colorize, denormalize,
-                                             draw_contour, hconcat, zone_map)
+                                             blend_mask, class_text, colorize,
+                                             denormalize, draw_contour,
+                                             hconcat, zone_map)
 
 H, W = 40, 48
 CLASSES = ('benign', 'malignant', 'normal')

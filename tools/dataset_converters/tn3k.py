@@ -12,8 +12,10 @@ Expected layout (as distributed by the TN3K authors)::
 ``label`` is 0 (benign) or 1 (malignant); ``name`` may carry the extension
 or not. Usage::
 
-    python tools/dataset_converters/tn3k.py data/TN3K --out data/TN3K/tn3k.jsonl \
-        [--split-out data/TN3K/splits/split_0.125_seed0.json --labeled-ratio 0.125 --seed 0]
+    python tools/dataset_converters/tn3k.py data/TN3K \
+        --out data/TN3K/tn3k.jsonl \
+        [--split-out data/TN3K/splits/split_0.125_seed0.json \
+         --labeled-ratio 0.125 --seed 0]
 
 The annotation file lists every image with its mask and label; the split
 (optional) takes val from trainval (``--val-ratio``), labelled/unlabelled

@@ -14,6 +14,13 @@ model = dict(
         decode_head=dict(in_channels=channels, channels=64),
         cls_head=dict(in_channels=channels[-1])),
     data_preprocessor=dict(data_preprocessor=dict(size=(128, 128))),
+    # A 600-iteration schedule: EMA decay 0.99 (a ~100-iteration window)
+    # after the supervised warm-up, during which the teacher copies the
+    # student.
+    ema=dict(momentum=0.01),
+    # Threshold statistics adapt over ~100 iterations, not ~1000.
+    seg_threshold=dict(momentum=0.99),
+    cls_threshold=dict(momentum=0.99),
     unsup_weight=dict(start=semi_warmup_iters, length=semi_ramp_iters),
     contrast_weight=dict(start=semi_warmup_iters, length=semi_ramp_iters),
     consistency_weight=dict(start=semi_warmup_iters, length=semi_ramp_iters),

@@ -17,7 +17,9 @@ model = dict(
     # teacher = 0.999 * teacher + 0.001 * student (MMEngine's momentum is
     # the student's weight); BN statistics are averaged too.
     ema=dict(
-        type='ExponentialMovingAverage', momentum=0.001, update_buffers=True),
+        type='ForeachExponentialMovingAverage',
+        momentum=0.001,
+        update_buffers=True),
     seg_threshold=dict(
         type='AdaptiveDualThreshold',
         tau_low=0.75,
@@ -32,8 +34,10 @@ model = dict(
         tau_high=0.9,
         momentum=0.999,
         margin=0.3,
-        high_range=(0.6, 0.97),
-        low_floor=0.4),
+        # An image pseudo-label needs >= 0.8 confidence however unsure the
+        # teacher is of a class: noisy class labels hurt more than few.
+        high_range=(0.8, 0.97),
+        low_floor=0.5),
     unsup_weight=dict(
         type='RampSchedule',
         value=1.0,

@@ -4,7 +4,7 @@ Like MMEngine's ``EMAHook``, this hook only decides *when*; the model does
 the math (``HermesSegmentor.update_teacher`` / ``update_thresholds``).
 """
 from collections import deque
-from typing import Deque, Dict, Optional, Sequence, Tuple
+from typing import Deque, Dict, Optional, Tuple
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
@@ -100,7 +100,7 @@ class DualThresholdPseudoLabelHook(Hook):
             # ratios they produced; then updated for the next iteration.
             for name, value in self.threshold_scalars(model).items():
                 message_hub.update_scalar(f'train/{name}', value)
-        model.update_teacher()
+        model.update_teacher(runner.iter)
         model.update_thresholds(runner.iter)
         for task, counts in getattr(model, 'pseudo_label_stats', {}).items():
             window = self.windows.setdefault(

@@ -16,8 +16,7 @@ from mmseg.engine.hooks import SegVisualizationHook
 from mmseg.structures import SegDataSample
 
 from hermes_mm.registry import HOOKS
-from hermes_mm.visualization.drawing import (class_text, denormalize,
-                                             zone_map)
+from hermes_mm.visualization.drawing import class_text, denormalize, zone_map
 
 
 def image_key(data_sample: SegDataSample) -> str:

@@ -26,8 +26,8 @@ from mmengine.model import BaseModule
 from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor
 from mmseg.structures import SegDataSample
-from mmseg.utils import (ConfigType, OptConfigType, OptMultiConfig,
-                         SampleList, add_prefix)
+from mmseg.utils import (ConfigType, OptConfigType, OptMultiConfig, SampleList,
+                         add_prefix)
 from torch import Tensor
 
 from hermes_mm.registry import MODELS, TASK_UTILS
@@ -123,7 +123,8 @@ def confidence_stats(zones: Zones, num_classes: int,
     sums = torch.zeros(num_classes, device=confidence.device)
     counts = torch.zeros(num_classes, device=confidence.device)
     sums.index_add_(0, labels, confidence.float())
-    counts.index_add_(0, labels, torch.ones_like(confidence, dtype=torch.float))
+    counts.index_add_(0, labels,
+                      torch.ones_like(confidence, dtype=torch.float))
     return sums, counts
 
 
@@ -181,6 +182,9 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
             mixed image is undefined).
         cutmix_area (tuple[float, float]): Box area fraction range.
         cutmix_aspect (tuple[float, float]): Box aspect ratio range.
+        teacher_warmup_iters (int, optional): Until this iteration the
+            teacher is a copy of the student (supervised warm-up); EMA
+            afterwards. None: the start of ``unsup_weight``'s ramp.
         branches (dict): Names of the ``sup``, ``weak`` and ``strong``
             branches in the batch.
         predict_on (str): 'teacher' or 'student' for predict/val/test.
@@ -199,7 +203,7 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
                  segmentor: ConfigType,
                  data_preprocessor: OptConfigType = None,
                  ema: ConfigType = dict(
-                     type='ExponentialMovingAverage',
+                     type='ForeachExponentialMovingAverage',
                      momentum=0.001,
                      update_buffers=True),
                  seg_threshold: ConfigType = dict(
@@ -224,6 +228,7 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
                  cutmix_prob: float = 0.5,
                  cutmix_area: Tuple[float, float] = (0.02, 0.4),
                  cutmix_aspect: Tuple[float, float] = (0.3, 1 / 0.3),
+                 teacher_warmup_iters: Optional[int] = None,
                  branches: Dict[str, str] = dict(
                      sup='sup', weak='unsup_weak', strong='unsup_strong'),
                  predict_on: str = 'teacher',
@@ -282,6 +287,12 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
         self.cutmix_prob = cutmix_prob
         self.cutmix_area = tuple(cutmix_area)
         self.cutmix_aspect = tuple(cutmix_aspect)
+        if teacher_warmup_iters is None:
+            teacher_warmup_iters = self.unsup_weight.start
+        if teacher_warmup_iters < 0:
+            raise ValueError('teacher_warmup_iters must be >= 0, got '
+                             f'{teacher_warmup_iters}')
+        self.teacher_warmup_iters = int(teacher_warmup_iters)
         self.branches = dict(branches)
         self.predict_on = predict_on
         self.ignore_index = self.student.decode_head.ignore_index
@@ -344,17 +355,31 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
             ict=self.consistency_weight(iteration))
 
     @torch.no_grad()
-    def update_teacher(self) -> None:
-        """One EMA step of the teacher towards the student.
+    def update_teacher(self, iteration: Optional[int] = None) -> None:
+        """Move the teacher towards the student after a training step.
+
+        During the supervised warm-up (``iteration < teacher_warmup_iters``)
+        the teacher is a copy of the student: its pseudo-labels are not used
+        yet, and an EMA started from the random initial weights would lag
+        the student for ~1/momentum iterations after the warm-up. Afterwards
+        it is one EMA step (``ema``).
 
         MMEngine's averaged model keeps a dict of views on the teacher's
         tensors, built once; a deep copy of the model (or anything that
         replaces those tensors) would leave the dict pointing at stale
         tensors and the teacher silently frozen, so it is refreshed here.
+
+        Args:
+            iteration (int, optional): The (0-based) iteration that just
+                finished; None means "after the warm-up" (an EMA step).
         """
         self.teacher.avg_parameters = (
             self.teacher.module.state_dict() if self.teacher.update_buffers
             else dict(self.teacher.module.named_parameters()))
+        if iteration is not None and iteration < self.teacher_warmup_iters:
+            self.teacher.module.load_state_dict(self.student.state_dict())
+            self.teacher.steps += 1
+            return
         self.teacher.update_parameters(self.student)
 
     @torch.no_grad()

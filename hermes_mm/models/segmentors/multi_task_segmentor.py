@@ -170,7 +170,8 @@ class MultiTaskSegmentor(FiniteLossesMixin, EncoderDecoder):
             raise TypeError(
                 'class activation maps need a classification head with a '
                 f'linear `fc` taking {channels} channels (e.g. '
-                f'mmpretrain.LinearClsHead); got {type(self.cls_head).__name__}')
+                'mmpretrain.LinearClsHead); got '
+                f'{type(self.cls_head).__name__}')
         weight = fc.weight[:, :, None, None]
         return F.conv2d(task_feats.cls_map, weight, fc.bias)
 

@@ -10,10 +10,8 @@ reach the message hub, and the hook state survives a checkpoint.
 import copy
 import os.path as osp
 import time
-from collections import deque
 from types import SimpleNamespace
 
-import hermes_mm  # noqa: F401  (compat first: mmcv-lite fallback ops)
 import numpy as np
 import pytest
 import torch
@@ -25,6 +23,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader, Dataset
 
+import hermes_mm  # noqa: F401  (compat first: mmcv-lite fallback ops)
 import hermes_mm.engine.hooks.dual_threshold_pseudo_label_hook as hook_module
 from hermes_mm.engine.hooks import DualThresholdPseudoLabelHook
 from hermes_mm.engine.hooks.dual_threshold_pseudo_label_hook import \
@@ -339,8 +338,8 @@ class FakeHermes(nn.Module):
     def set_iteration(self, iteration):
         self.calls.append(('set_iteration', iteration))
 
-    def update_teacher(self):
-        self.calls.append(('update_teacher', ))
+    def update_teacher(self, iteration):
+        self.calls.append(('update_teacher', iteration))
 
     def update_thresholds(self, iteration):
         self.calls.append(('update_thresholds', iteration))
@@ -368,7 +367,7 @@ def test_precision_window_slides_and_skips_empty_windows():
         0.75, 0.5, 0.25, 1.0
     ]
     assert 'train/pl.cls.precision' not in runner.message_hub.log_scalars
-    assert model.calls[:3] == [('set_iteration', 0), ('update_teacher', ),
+    assert model.calls[:3] == [('set_iteration', 0), ('update_teacher', 0),
                                ('update_thresholds', 0)]
     assert ('update_thresholds', 5) in model.calls
 

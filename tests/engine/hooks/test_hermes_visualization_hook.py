@@ -118,8 +118,8 @@ def test_pseudo_label_panels_only_when_due(trained):
     assert model.last_pseudo_labels is None
     panels = [(n, img, s) for n, img, s in trained['images']
               if n.startswith('train_pseudo_label_')]
-    assert [(n, s) for n, _, s in panels] == [('train_pseudo_label_0', 2),
-                                             ('train_pseudo_label_1', 2)]
+    assert [(n, s) for n, _, s in panels] == [
+        ('train_pseudo_label_0', 2), ('train_pseudo_label_1', 2)]
     _, record = trained['records'][0]
     assert record['weak_inputs'].shape == (2, 3, SIZE, SIZE)
     assert record['seg_reliable'].shape == (2, SIZE, SIZE)

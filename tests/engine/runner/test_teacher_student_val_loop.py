@@ -3,7 +3,6 @@ evaluation per network, prefixed metrics, ``predict_on`` restored (also when
 a network fails), and plain ``ValLoop`` behaviour for other models."""
 import time
 
-import hermes_mm  # noqa: F401  (registers the loop)
 import pytest
 import torch
 import torch.nn as nn
@@ -13,6 +12,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader, Dataset
 
+import hermes_mm  # noqa: F401  (registers the loop)
 from hermes_mm.engine.runner import TeacherStudentValLoop
 
 VALUES = [1.0, 2.0, 3.0, 6.0]  # mean 3

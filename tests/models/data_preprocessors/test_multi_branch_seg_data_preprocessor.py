@@ -9,8 +9,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-import hermes_mm  # noqa: F401  (compat first: MMSeg's models need it)
 from mmengine.dataset import BaseDataset, ConcatDataset, pseudo_collate
 from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
@@ -20,14 +18,15 @@ from mmseg.models import SegDataPreProcessor
 from mmseg.structures import SegDataSample
 from torch.utils.data import DataLoader
 
+import hermes_mm  # noqa: F401  (compat first: MMSeg's models need it)
 from hermes_mm.datasets.samplers.multi_source_ratio_sampler import \
     MultiSourceRatioSampler
-from hermes_mm.datasets.transforms.multi_branch import MultiBranch
+from hermes_mm.datasets.transforms.multi_branch import \
+    MultiBranch  # noqa: F401  (registers it)
 from hermes_mm.datasets.transforms.random_speckle_noise import \
     RandomSpeckleNoise  # noqa: F401  (registers it)
 from hermes_mm.datasets.unlabeled_image_dataset import UnlabeledImageDataset
-from hermes_mm.models.data_preprocessors.multi_branch_seg_data_preprocessor \
-    import MultiBranchSegDataPreProcessor
+from hermes_mm.models.data_preprocessors import MultiBranchSegDataPreProcessor
 from hermes_mm.registry import MODELS
 
 BRANCHES = ['sup', 'unsup_weak', 'unsup_strong']

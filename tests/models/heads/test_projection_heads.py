@@ -1,11 +1,11 @@
 """Tests of the image- and pixel-level projection heads: unit norm, shapes,
 gradients, batch-of-one behaviour of BatchNorm."""
-import hermes_mm  # noqa: F401  (compat first: mmcv-lite fallback ops)
 import pytest
 import torch
 import torch.nn as nn
 from mmengine.registry import init_default_scope
 
+import hermes_mm  # noqa: F401  (compat first: mmcv-lite fallback ops)
 from hermes_mm.models.heads.pixel_projection_head import PixelProjectionHead
 from hermes_mm.models.heads.projection_head import (ProjectionHead,
                                                     batch_safe_norm)

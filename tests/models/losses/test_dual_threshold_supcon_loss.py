@@ -11,7 +11,8 @@ from hermes_mm.models.losses.dual_threshold_supcon_loss import (
 from hermes_mm.registry import MODELS
 
 # The package re-exports a function of the same name: import the module.
-mod = importlib.import_module('hermes_mm.models.losses.dual_threshold_supcon_loss')
+mod = importlib.import_module(
+    'hermes_mm.models.losses.dual_threshold_supcon_loss')
 
 T = 0.5
 

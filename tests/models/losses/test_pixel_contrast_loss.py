@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hermes_mm.models.losses.pixel_contrast_loss import (
-    PixelContrastLoss, pixel_contrast_loss, sample_pixel_contrast)
+from hermes_mm.models.losses.pixel_contrast_loss import (PixelContrastLoss,
+                                                         pixel_contrast_loss,
+                                                         sample_pixel_contrast)
 from hermes_mm.models.utils.dual_threshold import (binary_probs,
                                                    dual_threshold_zones)
 from hermes_mm.registry import MODELS

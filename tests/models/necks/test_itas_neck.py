@@ -2,12 +2,12 @@
 gating, saliency loss values, ignore handling and gradients."""
 import math
 
-import hermes_mm  # noqa: F401  (compat first: mmcv-lite fallback ops)
 import pytest
 import torch
 import torch.nn as nn
 from mmengine.registry import init_default_scope
 
+import hermes_mm  # noqa: F401  (compat first: mmcv-lite fallback ops)
 from hermes_mm.models.necks.itas_neck import (ITASNeck, saliency_loss,
                                               saliency_targets)
 from hermes_mm.models.necks.task_features import TaskFeatures

@@ -8,7 +8,6 @@ import copy
 import math
 import os.path as osp
 
-import hermes_mm  # noqa: F401  (compat first: mmcv-lite fallback ops)
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +16,7 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
+import hermes_mm  # noqa: F401  (compat first: mmcv-lite fallback ops)
 from hermes_mm.models.segmentors.hermes_segmentor import HermesSegmentor
 from hermes_mm.registry import MODELS
 
@@ -227,7 +227,7 @@ def test_teacher_is_mmengine_ema_of_student():
     # a fresh build: a deep copy would not do, MMEngine's averaged model
     # keeps its own references to the teacher's state_dict tensors
     model = _build()
-    m = 0.001  # the config's momentum (a 0.999 decay)
+    m = _model_cfg().ema.momentum  # MMEngine's momentum: the student's weight
     assert model.teacher.momentum == m and model.teacher.update_buffers
     assert int(model.teacher.steps) == 0
     student, teacher = model.student, model.teacher.module
@@ -529,8 +529,10 @@ def test_update_thresholds_follows_adaptive_closed_form(model):
         cls_before = [t.clone() for t in cls_policy.thresholds()]
         sigma0 = seg_policy.class_confidence.tolist()
         tau_g0 = float(seg_policy.global_confidence)
-        # config: momentum 0.999, margin 0.2, high_range (0.8, 0.99), floor .5
-        m, margin, lo, hi, floor = 0.999, 0.2, 0.8, 0.99, 0.5
+        # the configured policy: momentum, margin, high_range, low_floor
+        cfg = _model_cfg().seg_threshold
+        m, margin, floor = cfg.momentum, cfg.margin, cfg.low_floor
+        lo, hi = cfg.high_range
         sums, counts = [90.0, 6.0], [100.0, 10.0]
         model.threshold_stats = dict(
             seg=(torch.tensor(sums), torch.tensor(counts)))
@@ -559,6 +561,38 @@ def test_gather_pixels_matches_flattened_rows():
                                                               gather_pixels)
     x = torch.randn(3, 5, 4, 6, requires_grad=True)
     index = torch.tensor([0, 7, 30, 71])
-    torch.testing.assert_close(gather_pixels(x, index), flatten_pixels(x)[index])
+    torch.testing.assert_close(
+        gather_pixels(x, index), flatten_pixels(x)[index])
     gather_pixels(x, index).sum().backward()
     assert int((x.grad.flatten(2).abs().sum(1) > 0).sum()) == 4
+
+
+def test_teacher_copies_student_during_warmup_then_ema():
+    """Before ``teacher_warmup_iters`` the teacher is the student's copy;
+    from then on one EMA step per call."""
+    ema = dict(type='ForeachExponentialMovingAverage', momentum=0.25,
+               update_buffers=True)
+    model = _build(teacher_warmup_iters=2, ema=ema)
+    model.init_weights()
+
+    def first_param(module):
+        return next(module.parameters()).detach().clone()
+
+    def shift_student():
+        with torch.no_grad():
+            for p in model.student.parameters():
+                p.add_(1.0)
+
+    for iteration in (0, 1):
+        shift_student()
+        model.update_teacher(iteration)
+        torch.testing.assert_close(
+            first_param(model.teacher.module), first_param(model.student))
+    before = first_param(model.teacher.module)
+    shift_student()
+    model.update_teacher(2)
+    torch.testing.assert_close(
+        first_param(model.teacher.module),
+        0.75 * before + 0.25 * first_param(model.student))
+    # default: the warm-up ends where the unsupervised ramp starts
+    assert _build().teacher_warmup_iters == RAMP_START

@@ -4,7 +4,6 @@ at the original size, tensor/slide modes, closed-form CAMs, and a run inside
 MMSeg's own test loop (Runner + IoUMetric)."""
 import copy
 
-import hermes_mm  # noqa: F401  (compat first: mmcv-lite fallback ops)
 import numpy as np
 import pytest
 import torch
@@ -13,6 +12,7 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
+import hermes_mm  # noqa: F401  (compat first: mmcv-lite fallback ops)
 from hermes_mm.models.segmentors.multi_task_segmentor import (
     MultiTaskSegmentor, rename_loss_keys)
 from hermes_mm.registry import MODELS
@@ -83,9 +83,8 @@ def _samples(n, ori_shape=(S, S), seed=0):
     return out, torch.randn(n, 3, S, S, generator=g)
 
 
-ARCHS = [('v1c_fcn', 'split'), ('v1c_fcn', 'itas'), ('pretrain_uper',
-                                                      'split'),
-         ('pretrain_uper', 'itas')]
+ARCHS = [('v1c_fcn', 'split'), ('v1c_fcn', 'itas'),
+         ('pretrain_uper', 'split'), ('pretrain_uper', 'itas')]
 
 
 @pytest.fixture(scope='module')

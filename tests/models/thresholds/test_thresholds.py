@@ -3,14 +3,13 @@
 Closed-form values from the docstrings, validation messages that show the
 bad values, and checkpoint (state_dict) round-trips into fresh modules.
 """
-import hermes_mm  # noqa: F401  (registers the policies)
 import pytest
 import torch
 from mmengine.registry import init_default_scope
 
+import hermes_mm  # noqa: F401  (registers the policies)
 from hermes_mm.models.thresholds import (AdaptiveDualThreshold,
-                                         BaseDualThreshold,
-                                         FixedDualThreshold,
+                                         BaseDualThreshold, FixedDualThreshold,
                                          RampedDualThreshold)
 from hermes_mm.registry import MODELS
 

@@ -2,10 +2,10 @@
 validation and registry build."""
 import math
 
-import hermes_mm  # noqa: F401  (registers RampSchedule into TASK_UTILS)
 import pytest
 from mmengine.registry import init_default_scope
 
+import hermes_mm  # noqa: F401  (registers RampSchedule into TASK_UTILS)
 from hermes_mm.models.utils.ramp_schedule import (RAMP_SHAPES,
                                                   SIGMOID_RAMP_SHARPNESS,
                                                   RampSchedule)
