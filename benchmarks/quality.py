@@ -30,7 +30,7 @@ its last checkpoint.
 
 Examples::
 
-    python benchmarks/quality.py --quick          # ~30 min on 2 CPU cores
+    python benchmarks/quality.py --quick          # ~14 min on 2 CPU cores
     python benchmarks/quality.py                  # full synthetic study
     python benchmarks/quality.py --data-root data/BUSI --seeds 0 1 2
     python benchmarks/quality.py --dry-run        # print the commands only
@@ -124,6 +124,9 @@ def parse_args(argv=None):
     p.add_argument('--checkpoint', choices=['last', 'best'], default='last',
                    help='checkpoint to test: the final one, or the best on '
                    'the validation set (teacher/seg/dice or seg/dice)')
+    p.add_argument('--smooth', type=int, default=10,
+                   help='zone/precision plots: trailing mean over this many '
+                   'logged values (1: raw)')
     p.add_argument('--out-dir', help='default benchmarks/runs/quality_'
                    '<synthetic|busi>[_quick]')
     p.add_argument('--cache-dir', default=osp.join(REPO_ROOT, 'benchmarks',
@@ -442,6 +445,18 @@ def curve(rows: List[dict], key: str) -> Tuple[List[int], List[float]]:
     return steps, [pts[s] for s in steps]
 
 
+def smooth(values: List[float], window: int) -> List[float]:
+    """Trailing moving average over up to ``window`` points (per-iteration
+    zone ratios over a few unlabelled images are very noisy)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def val_key(record: dict) -> str:
     return 'teacher/seg/dice' if record.get('teacher_student') else \
         'seg/dice'
@@ -557,11 +572,13 @@ def plots(args, records: List[dict]) -> List[str]:
                     for k, zone in enumerate(('reliable', 'ambiguous',
                                               'unreliable')):
                         steps, vals = curve(rows, f'zone.{task}.{zone}')
-                        ax.plot(steps, vals, color=f'C{k}', alpha=0.8,
+                        ax.plot(steps, smooth(vals, args.smooth),
+                                color=f'C{k}', alpha=0.8,
                                 label=zone if r is vruns[0] else None)
                 for k, key in enumerate(PRECISION_KEYS):
                     steps, vals = curve(rows, key)
-                    axes[2].plot(steps, vals, color=f'C{k + 3}', alpha=0.8,
+                    axes[2].plot(steps, smooth(vals, args.smooth),
+                                 color=f'C{k + 3}', alpha=0.8,
                                  label=key if r is vruns[0] else None)
             for ax, title in zip(axes, ('pixel zones', 'image zones',
                                         'pseudo-label precision')):
@@ -570,7 +587,8 @@ def plots(args, records: List[dict]) -> List[str]:
                             'pseudo-labels / hidden labels)',
                             ha='center', va='center',
                             transform=ax.transAxes)
-                ax.set_title(f'{variant} r={ratio_tag(ratio)}: {title}')
+                ax.set_title(f'{variant} r={ratio_tag(ratio)}: {title}'
+                             f' (mean of {args.smooth} logs)')
                 ax.set_xlabel('iteration')
                 ax.set_ylim(-0.02, 1.02)
                 ax.grid(alpha=0.3)

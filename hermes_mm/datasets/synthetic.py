@@ -267,7 +267,10 @@ def _place_blob(rng: np.random.Generator, shape: Tuple[int, int],
                 (h / 2 - margin) / (b * extent))
     a, b = a * scale, b * scale
     for _ in range(8):
-        cx = rng.uniform(margin + a * extent, w - margin - a * extent)
+        # a blob scaled to the full width gives an empty range up to
+        # rounding (hi < lo by ~1e-15), which numpy refuses
+        left = margin + a * extent
+        cx = rng.uniform(left, max(left, w - margin - a * extent))
         lo = max(depth_range[0] * h, margin + b * extent)
         hi = min(depth_range[1] * h, h - margin - b * extent)
         cy = rng.uniform(lo, max(lo, hi))

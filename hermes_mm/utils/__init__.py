@@ -1,7 +1,8 @@
+from .checksums import tree_checksums
 from .config_utils import (iter_dataset_cfgs, load_config, rewrite_datasets,
                            set_dist_backend, to_jsonable)
 
 __all__ = [
     'iter_dataset_cfgs', 'load_config', 'rewrite_datasets', 'set_dist_backend',
-    'to_jsonable'
+    'to_jsonable', 'tree_checksums'
 ]

@@ -1,5 +1,4 @@
 """Tiny on-disk data sets for the dataset/transform tests."""
-import hashlib
 import os
 import os.path as osp
 from typing import Dict, NamedTuple
@@ -7,6 +6,8 @@ from typing import Dict, NamedTuple
 import cv2
 import numpy as np
 import pytest
+
+from hermes_mm.utils import tree_checksums
 
 # Image size (H, W) of every generated image.
 H, W = 20, 24
@@ -40,16 +41,7 @@ def write(path, array):
     assert cv2.imwrite(path, array), path
 
 
-def checksums(root):
-    """sha256 of every file under ``root``, keyed by relative path."""
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            p = osp.join(dirpath, f)
-            with open(p, 'rb') as fh:
-                out[osp.relpath(p, root)] = hashlib.sha256(
-                    fh.read()).hexdigest()
-    return out
+checksums = tree_checksums  # sha256 per file, keyed by relative path
 
 
 def make_tiny_busi(root: str, seed: int = 0) -> TinyBUSI:

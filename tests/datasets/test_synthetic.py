@@ -1,6 +1,5 @@
 """Tests of the synthetic BUSI-layout generator
 (:mod:`hermes_mm.datasets.synthetic`, ``tools/make_synthetic_busi.py``)."""
-import hashlib
 import importlib.util
 import os
 import os.path as osp
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from hermes_mm.datasets import synthetic
+from hermes_mm.utils import tree_checksums
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CLI = osp.join(REPO_ROOT, 'tools', 'make_synthetic_busi.py')
@@ -40,15 +40,7 @@ def _merged_mask(root, cls, k):
         [_read_mask(osp.join(root, cls, f)) > 0 for f in files])
 
 
-def _hashes(root):
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            path = osp.join(dirpath, name)
-            with open(path, 'rb') as f:
-                out[osp.relpath(path, root)] = hashlib.sha256(
-                    f.read()).hexdigest()
-    return out
+_hashes = tree_checksums
 
 
 @pytest.fixture(scope='module')
@@ -265,3 +257,14 @@ def test_cli(tmp_path):
     # ... unless asked to overwrite.
     assert cli.main([str(out), '--num', '3', '--overwrite']) == 0
     assert len(_hashes(str(out))) < len(before)
+
+
+def test_small_images_with_full_width_lesions(tmp_path):
+    """A lesion scaled to the whole width left an empty x range up to
+    rounding (numpy: 'high - low < 0'); seen with 48-64 px images."""
+    out = tmp_path / 'small'
+    synthetic.generate_synthetic_busi(str(out), num=24, seed=0,
+                                      size_range=(48, 64))
+    masks = [f for d in synthetic.CLASS_NAMES for f in os.listdir(out / d)
+             if '_mask' in f]
+    assert len(masks) >= 24
