@@ -37,7 +37,7 @@ from _common import REPO_ROOT, environment, write_json  # noqa: E402
 
 import hermes_mm  # noqa: E402,F401  (applies the compat patches)
 from hermes_mm.datasets import BUSIDataset  # noqa: E402
-from hermes_mm.datasets.splits import make_split  # noqa: E402
+from hermes_mm.datasets.splits import make_split, scan_busi  # noqa: E402
 from hermes_mm.datasets.synthetic import generate_synthetic_busi  # noqa
 from hermes_mm.datasets.transforms import LoadMultiTaskAnnotations  # noqa
 from hermes_mm.utils import tree_checksums as checksums  # noqa: E402
@@ -59,12 +59,8 @@ def mask_of(image: str) -> str:
 
 def busi_split(root: str, out: str, **edit) -> str:
     """A valid split of ``root`` (ratio 0.5), edited, saved outside it."""
-    records = [(osp.relpath(p, root).replace(os.sep, '/'), label)
-               for label, cls in enumerate(BUSIDataset.METAINFO['cls_classes'])
-               for p in sorted(
-                   osp.join(root, cls, n) for n in os.listdir(
-                       osp.join(root, cls))
-                   if n.endswith('.png') and '_mask' not in n)]
+    records = [(r.img_rel, r.gt_label) for r in scan_busi(
+        root, BUSIDataset.METAINFO['cls_classes'])]
     split = make_split(records, labeled_ratio=0.5, seed=0)
     for key, change in edit.items():
         split[key] = change(split)

@@ -40,9 +40,6 @@ def _merged_mask(root, cls, k):
         [_read_mask(osp.join(root, cls, f)) > 0 for f in files])
 
 
-_hashes = tree_checksums
-
-
 @pytest.fixture(scope='module')
 def dataset(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('synthetic_busi'))
@@ -143,7 +140,7 @@ def test_deterministic(dataset, tmp_path):
                                               **small)
     synthetic.generate_synthetic_busi(str(tmp_path / 'b'), seed=3, **small)
     synthetic.generate_synthetic_busi(str(tmp_path / 'c'), seed=4, **small)
-    a, b, c = (_hashes(str(tmp_path / d)) for d in 'abc')
+    a, b, c = (tree_checksums(str(tmp_path / d)) for d in 'abc')
     assert len(a) >= first['num'] + first['num_mask_files']
     assert a == b
     images = [k for k in a if '_mask' not in k]
@@ -153,7 +150,7 @@ def test_deterministic(dataset, tmp_path):
     other = tmp_path / 'd'
     synthetic.generate_synthetic_busi(str(other), num=4, seed=0)
     for rel in ('benign/benign (1).png', 'normal/normal (1).png'):
-        assert _hashes(str(other))[rel] == _hashes(root)[rel]
+        assert tree_checksums(str(other))[rel] == tree_checksums(root)[rel]
 
 
 def test_refuses_non_empty_dir_unless_overwrite(tmp_path):
@@ -251,12 +248,12 @@ def test_cli(tmp_path):
     assert len(images) == 6
     # A second run into the now non-empty folder is refused ...
     cli = _load_cli()
-    before = _hashes(str(out))
+    before = tree_checksums(str(out))
     assert cli.main([str(out), '--num', '3']) == 1
-    assert _hashes(str(out)) == before
+    assert tree_checksums(str(out)) == before
     # ... unless asked to overwrite.
     assert cli.main([str(out), '--num', '3', '--overwrite']) == 0
-    assert len(_hashes(str(out))) < len(before)
+    assert len(tree_checksums(str(out))) < len(before)
 
 
 def test_small_images_with_full_width_lesions(tmp_path):

@@ -180,23 +180,34 @@ def test_split_train_resume_test(tmp_path):
     assert metrics['seg/dice'] == pytest.approx(float(returned['seg/dice']))
 
 
-def test_hermes_demo_trains_and_validates_both_networks(tmp_path):
-    data = str(tmp_path / 'synthetic')  # absent: generated on first use
-    work = str(tmp_path / 'work')
-    name = f'hermes_e2e_{time.time_ns()}'
-    options = tiny_options(HERMES_DEMO, name) + [
-        'train_dataloader.batch_size=4',
-        'train_dataloader.sampler.batch_size=4',
-        'train_dataloader.sampler.source_ratio=[2,2]',
+def semi_options(config, name, per_source, iters, val_interval,
+                 log_interval):
+    """``tiny_options`` plus a short teacher/student run: ``per_source``
+    labelled + ``per_source`` unlabelled images per batch, every
+    unsupervised term on from iteration 0, ``iters`` iterations, no
+    checkpoints (those of this model are covered by the hook tests)."""
+    batch = 2 * per_source
+    return tiny_options(config, name) + [
+        f'train_dataloader.batch_size={batch}',
+        f'train_dataloader.sampler.batch_size={batch}',
+        f'train_dataloader.sampler.source_ratio=[{per_source},{per_source}]',
         'model.unsup_weight.start=0', 'model.contrast_weight.start=0',
         'model.consistency_weight.start=0',
-        'train_cfg.max_iters=4', 'train_cfg.val_interval=4',
-        'default_hooks.logger.interval=2',
-        # Checkpoints of this model are covered by the hook tests.
+        f'train_cfg.max_iters={iters}',
+        f'train_cfg.val_interval={val_interval}',
+        f'default_hooks.logger.interval={log_interval}',
         'default_hooks.checkpoint.save_last=False',
         'default_hooks.checkpoint.interval=1000',
         'default_hooks.checkpoint.save_best=None',
     ]
+
+
+def test_hermes_demo_trains_and_validates_both_networks(tmp_path):
+    data = str(tmp_path / 'synthetic')  # absent: generated on first use
+    work = str(tmp_path / 'work')
+    name = f'hermes_e2e_{time.time_ns()}'
+    options = semi_options(HERMES_DEMO, name, per_source=2, iters=4,
+                           val_interval=4, log_interval=2)
     load_tool('train').main([HERMES_DEMO, '--data-root', data, '--work-dir',
                              work, '--cfg-options'] + options)
     assert osp.isfile(osp.join(data, 'hermes_synthetic.json'))
@@ -246,18 +257,8 @@ def test_semi_config_trains_two_iterations(config, busi_folder, tmp_path):
     cfg = Config.fromfile(path)
     small = Config.fromfile(SMALL_MODEL).model
     name = f'semi_{osp.basename(config)[:-3]}_{time.time_ns()}'
-    options = tiny_options(path, name) + [
-        'train_dataloader.batch_size=2',
-        'train_dataloader.sampler.batch_size=2',
-        'train_dataloader.sampler.source_ratio=[1,1]',
-        'model.unsup_weight.start=0', 'model.contrast_weight.start=0',
-        'model.consistency_weight.start=0',
-        'train_cfg.max_iters=2', 'train_cfg.val_interval=1000',
-        'default_hooks.logger.interval=1',
-        'default_hooks.checkpoint.interval=1000',
-        'default_hooks.checkpoint.save_last=False',
-        'default_hooks.checkpoint.save_best=None',
-    ]
+    options = semi_options(path, name, per_source=1, iters=2,
+                           val_interval=1000, log_interval=1)
     if cfg.model.img_projector is not None:
         options.append(
             f'model.img_projector.in_channels={small.cls_head.in_channels}')
