@@ -15,6 +15,14 @@ run), all variants with the same schedule, then writes:
 * ``zones_<variant>_r<ratio>.png``: zone ratios (``zone.<seg|cls>.<zone>``)
   and pseudo-label precision (``pl.<seg|cls>.precision``) during training.
 
+Test sets (synthetic data): the split's own test subset (41 of the 200
+images: one image is 2.4 accuracy points) and, by default, a *held-out* set
+of ``--heldout-num`` images (400) generated with another generator seed
+(``--heldout-seed``), never seen in training or validation; every tested
+checkpoint is evaluated on both and ``results.md`` has a table for each.
+Runs finished before the held-out set was asked for get only their held-out
+test on the next invocation (no retraining).
+
 Data: by default the built-in synthetic BUSI-layout set (``configs/demo/*``,
 generated once into ``--cache-dir``; label ratio and split seed are set on
 every dataset of a generated config). With ``--data-root DIR`` (raw BUSI
@@ -92,6 +100,12 @@ QUICK = dict(ratios=[0.125], seeds=[0],
              variants=['supervised', 'fully_supervised', 'mean_teacher',
                        'hermes'],
              iters=300, val_points=3)
+#: Baseline of the paired per-seed differences in results.md.
+REFERENCE = 'supervised'
+#: Held-out synthetic test set: size and generator seed (the training set is
+#: generated with the configs' ``generator_seed``, 0).
+HELDOUT_NUM = 400
+HELDOUT_SEED = 1000
 FULL = dict(ratios=[0.125, 0.25], seeds=[0, 1, 2],
             variants=list(VARIANTS), iters=None, val_points=None)
 
@@ -132,6 +146,13 @@ def parse_args(argv=None):
     p.add_argument('--cache-dir', default=osp.join(REPO_ROOT, 'benchmarks',
                                                    'runs', 'cache'),
                    help='where the synthetic set is generated')
+    p.add_argument('--heldout-num', type=int, default=HELDOUT_NUM,
+                   help='synthetic data: also test every run on this many '
+                   'freshly generated images (0: only the split\'s test '
+                   f'subset; default {HELDOUT_NUM})')
+    p.add_argument('--heldout-seed', type=int, default=HELDOUT_SEED,
+                   help='generator seed of the held-out set; must differ '
+                   f'from the training set\'s (default {HELDOUT_SEED})')
     p.add_argument('--num-workers', type=int,
                    help='train data-loader workers (default: config)')
     p.add_argument('--timeout', type=float, default=None,
@@ -154,6 +175,11 @@ def parse_args(argv=None):
                                 ('_quick' if args.quick else ''))
     args.out_dir = osp.abspath(args.out_dir)
     args.cache_dir = osp.abspath(args.cache_dir)
+    if args.heldout_num < 0:
+        p.error(f'--heldout-num must be >= 0, got {args.heldout_num}')
+    if args.data_root is not None:
+        # Real data has no generator: its test subset is the only test set.
+        args.heldout_num = 0
     return args
 
 
@@ -252,6 +278,14 @@ def make_config(args, variant: str, ratio: float, seed: int,
         if not touched:
             raise RuntimeError(f'{src}: no SyntheticBUSIDataset to set the '
                                'label ratio on')
+        seeds = sorted({int(ds.get('generator_seed', 0))
+                        for ds in iter_datasets(cfg)
+                        if ds.get('type') == 'SyntheticBUSIDataset'})
+        if args.heldout_num and args.heldout_seed in seeds:
+            raise SystemExit(
+                f'--heldout-seed {args.heldout_seed} is the generator seed '
+                f'of {src}\'s training data ({seeds}): the held-out set '
+                'would repeat training images; pick another seed')
         # Top-level helper variables too, so the dumped file reads true.
         cfg.data_root = root
         if isinstance(cfg.get('synthetic'), dict):
@@ -333,6 +367,50 @@ def find_checkpoint(work_dir: str, which: str,
     return final if osp.exists(final) else None
 
 
+def heldout_root(args) -> str:
+    return osp.join(args.cache_dir, f'synthetic_busi_heldout_n'
+                    f'{args.heldout_num}_seed{args.heldout_seed}')
+
+
+def heldout_options(args) -> List[str]:
+    """``tools/test.py`` options pointing the test set at the held-out
+    images: every generated image (``subset=None``), generated on first
+    use into ``--cache-dir``."""
+    prefix = 'test_dataloader.dataset.'
+    return ['--cfg-options', f'{prefix}data_root={heldout_root(args)}',
+            f'{prefix}num={args.heldout_num}',
+            f'{prefix}generator_seed={args.heldout_seed}',
+            f'{prefix}subset=None']
+
+
+def heldout_test(args, record: Dict[str, Any], log_path: str) -> None:
+    """Test ``record``'s checkpoint on the held-out set (in place)."""
+    if not args.heldout_num or record.get('status') != 'ok':
+        return
+    facts = dict(num=args.heldout_num, generator_seed=args.heldout_seed)
+    if record.get('heldout') == facts and 'heldout_metrics' in record:
+        return
+    wd = record['work_dir']
+    out = osp.join(wd, 'heldout_metrics.json')
+    cmd = [sys.executable, 'tools/test.py', record['config'],
+           record['checkpoint'], '--work-dir', osp.join(wd, 'test_heldout'),
+           '--out-metrics', out] + heldout_options(args)
+    print(f'  held-out test: {shlex.join(cmd)}', flush=True)
+    if args.dry_run:
+        return
+    if osp.exists(out):
+        os.remove(out)
+    code, secs = run_cmd(cmd, log_path, args.timeout)
+    record.update(heldout=facts, heldout_test_cmd=shlex.join(cmd),
+                  heldout_test_wall_s=secs)
+    record.pop('heldout_metrics', None)
+    if code != 0 or not osp.exists(out):
+        record.update(status=f'held-out test failed ({code})',
+                      log_tail=tail(log_path))
+    else:
+        record['heldout_metrics'] = read_json(out)
+
+
 def one_run(args, variant: str, ratio: float, seed: int) -> dict:
     wd = run_dir(args, variant, ratio, seed)
     record_path = osp.join(wd, 'run.json')
@@ -352,6 +430,9 @@ def one_run(args, variant: str, ratio: float, seed: int) -> dict:
                 'for other settings')
         if record.get('status') == 'ok':
             print(f'  skip (done): {wd}', flush=True)
+            heldout_test(args, record, osp.join(wd, 'benchmark.log'))
+            if not args.dry_run:
+                write_json(record_path, record)
             return record
     os.makedirs(wd, exist_ok=True)
     cfg_path = osp.join(wd, 'config.py')
@@ -411,6 +492,7 @@ def one_run(args, variant: str, ratio: float, seed: int) -> dict:
         record.update(status=f'test failed ({code})', log_tail=tail(log_path))
     else:
         record.update(status='ok', metrics=read_json(metrics_path))
+        heldout_test(args, record, log_path)
     write_json(record_path, record)
     return record
 
@@ -483,11 +565,61 @@ def summarise(args, records: List[dict]) -> Dict[str, Any]:
                     (r['ratio_independent'] or r['ratio'] == ratio)]
             entry = {key: mean_std([r['metrics'].get(key) for r in runs])
                      for key, _ in METRICS}
+            held = [r['heldout_metrics'] for r in runs
+                    if 'heldout_metrics' in r]
+            if held:
+                entry['heldout'] = {
+                    key: mean_std([m.get(key) for m in held])
+                    for key, _ in METRICS}
+                entry['heldout']['n_runs'] = len(held)
             entry['seeds'] = sorted(r['seed'] for r in runs)
             entry['train_wall_s'] = mean_std(
                 [r.get('train_wall_s') for r in runs])
             per_ratio[variant] = entry
+        if REFERENCE in args.variants:
+            for variant in args.variants:
+                if variant != REFERENCE:
+                    per_ratio[variant]['paired'] = paired_differences(
+                        records, variant, ratio)
     return summary
+
+
+def paired_differences(records: List[dict], variant: str,
+                       ratio: float) -> Dict[str, Any]:
+    """``variant`` minus :data:`REFERENCE` per seed (same seed = same
+    split and labelled images), per test set: mean, std, the number of
+    pairs and a two-sided paired t-test p-value (``scipy.stats.ttest_rel``;
+    None below 2 pairs)."""
+    from scipy.stats import ttest_rel
+
+    def by_seed(name):
+        return {
+            r['seed']: r
+            for r in records
+            if r['variant'] == name and r.get('status') == 'ok' and (
+                r['ratio_independent'] or r['ratio'] == ratio)
+        }
+
+    ours, ref = by_seed(variant), by_seed(REFERENCE)
+    out: Dict[str, Any] = {}
+    for source in ('metrics', 'heldout_metrics'):
+        seeds = sorted(s for s in ours if s in ref and source in ours[s] and
+                       source in ref[s])
+        if not seeds:
+            continue
+        per_key = {}
+        for key, _ in METRICS:
+            a = [ours[s][source].get(key) for s in seeds]
+            b = [ref[s][source].get(key) for s in seeds]
+            if any(v is None for v in a + b):
+                continue
+            stats = mean_std([x - y for x, y in zip(a, b)])
+            p = None
+            if len(seeds) > 1 and stats['std'] > 0:
+                p = float(ttest_rel(a, b).pvalue)
+            per_key[key] = dict(stats, p=p)
+        out[source] = dict(per_key, seeds=seeds)
+    return out
 
 
 def markdown(args, summary: Dict[str, Any], env: dict) -> str:
@@ -507,25 +639,72 @@ def markdown(args, summary: Dict[str, Any], env: dict) -> str:
         '',
     ]
     for ratio, per in summary.items():
-        rows = []
+        rows, held_rows = [], []
         for variant, entry in per.items():
-            cells = [variant]
-            for key, _ in METRICS:
-                m = entry[key]
-                if m['mean'] is None:
-                    cells.append('-')
-                elif m['n'] == 1:
-                    cells.append(f'{m["mean"]:.2f}')
-                else:
-                    cells.append(f'{m["mean"]:.2f} ± {m["std"]:.2f}')
-            cells.append(len(entry['seeds']))
             wall = entry['train_wall_s']['mean']
-            cells.append('-' if wall is None else f'{wall / 60:.1f}')
-            rows.append(cells)
+            rows.append([variant] + metric_cells(entry) + [
+                len(entry['seeds']),
+                '-' if wall is None else f'{wall / 60:.1f}'
+            ])
+            if 'heldout' in entry:
+                held_rows.append([variant] + metric_cells(entry['heldout']) +
+                                 [entry['heldout']['n_runs']])
         lines += [f'## Label ratio {ratio}', '',
+                  'Test subset of the split' +
+                  ('' if args.data_root else
+                   ' (20% of the generated images)') + ':', '',
                   table(['variant'] + [h for _, h in METRICS] +
                         ['seeds', 'train min'], rows), '']
+        if held_rows:
+            lines += [
+                f'Held-out set: {args.heldout_num} images generated with '
+                f'generator seed {args.heldout_seed}, never trained or '
+                'validated on (same checkpoints):', '',
+                table(['variant'] + [h for _, h in METRICS] + ['seeds'],
+                      held_rows), ''
+            ]
+        for source, title in (('metrics', 'split test subset'),
+                              ('heldout_metrics', 'held-out set')):
+            rows = [[variant] + paired_cells(entry['paired'][source]) +
+                    [len(entry['paired'][source]['seeds'])]
+                    for variant, entry in per.items()
+                    if source in entry.get('paired', {})]
+            if rows:
+                lines += [
+                    f'Paired difference to {REFERENCE}, {title} (same seed '
+                    '= same split; mean ± std over seeds, two-sided paired '
+                    't-test p):', '',
+                    table(['variant'] + [f'Δ {h}' for _, h in METRICS] +
+                          ['pairs'], rows), ''
+                ]
     return '\n'.join(lines)
+
+
+def paired_cells(paired: Dict[str, Any]) -> List[str]:
+    cells = []
+    for key, _ in METRICS:
+        d = paired.get(key)
+        if d is None or d['mean'] is None:
+            cells.append('-')
+            continue
+        cell = f'{d["mean"]:+.2f} ± {d["std"]:.2f}'
+        cells.append(cell if d['p'] is None else f'{cell} (p={d["p"]:.2f})')
+    return cells
+
+
+def metric_cells(entry: Dict[str, Any]) -> List[str]:
+    """``mean ± std`` per metric of :data:`METRICS` (mean alone for one
+    run, ``-`` for none)."""
+    cells = []
+    for key, _ in METRICS:
+        m = entry[key]
+        if m['mean'] is None:
+            cells.append('-')
+        elif m['n'] == 1:
+            cells.append(f'{m["mean"]:.2f}')
+        else:
+            cells.append(f'{m["mean"]:.2f} ± {m["std"]:.2f}')
+    return cells
 
 
 def plots(args, records: List[dict]) -> List[str]:

@@ -1,0 +1,129 @@
+"""benchmarks/quality.py: the held-out synthetic test set (options, the
+training-seed clash check, the second results table). No training runs."""
+import importlib.util
+import os.path as osp
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+@pytest.fixture(scope='module')
+def quality():
+    spec = importlib.util.spec_from_file_location(
+        'quality_benchmark', osp.join(REPO, 'benchmarks', 'quality.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_heldout_defaults_and_options(quality, tmp_path):
+    args = quality.parse_args(['--cache-dir', str(tmp_path)])
+    assert (args.heldout_num, args.heldout_seed) == (400, 1000)
+    opts = quality.heldout_options(args)
+    assert opts[0] == '--cfg-options'
+    root = osp.join(str(tmp_path), 'synthetic_busi_heldout_n400_seed1000')
+    assert opts[1:] == [
+        f'test_dataloader.dataset.data_root={root}',
+        'test_dataloader.dataset.num=400',
+        'test_dataloader.dataset.generator_seed=1000',
+        'test_dataloader.dataset.subset=None'
+    ]
+
+
+def test_heldout_off_for_real_data_and_negative_rejected(quality, tmp_path):
+    args = quality.parse_args(['--data-root', str(tmp_path)])
+    assert args.heldout_num == 0
+    with pytest.raises(SystemExit):
+        quality.parse_args(['--heldout-num', '-1'])
+
+
+def test_heldout_seed_must_differ_from_training_seed(quality, tmp_path):
+    args = quality.parse_args(
+        ['--cache-dir',
+         str(tmp_path), '--heldout-seed', '0', '--iters', '10'])
+    with pytest.raises(SystemExit, match='generator seed'):
+        quality.make_config(args, 'supervised', 0.125, 0,
+                            str(tmp_path / 'cfg.py'))
+    args.heldout_seed = 1000
+    facts = quality.make_config(args, 'supervised', 0.125, 0,
+                                str(tmp_path / 'cfg.py'))
+    assert facts['max_iters'] == 10
+
+
+def _record(variant, seed, dice, heldout_dice=None):
+    metrics = {
+        'seg/dice': dice,
+        'seg/iou': 1.0,
+        'seg/hd95': 2.0,
+        'cls/accuracy': 3.0,
+        'cls/f1': 4.0,
+        'cls/auc': 5.0
+    }
+    rec = dict(
+        variant=variant,
+        ratio=0.125,
+        seed=seed,
+        status='ok',
+        ratio_independent=False,
+        train_wall_s=60.0,
+        metrics=metrics)
+    if heldout_dice is not None:
+        rec['heldout_metrics'] = dict(metrics, **{'seg/dice': heldout_dice})
+    return rec
+
+
+def _dice_cells(text):
+    """variant -> Dice cell of a markdown table."""
+    return {
+        line.split('|')[1].strip(): line.split('|')[2].strip()
+        for line in text.splitlines() if line.startswith('| ')
+    }
+
+
+def test_summary_and_markdown_report_both_test_sets(quality, tmp_path):
+    args = quality.parse_args([
+        '--cache-dir',
+        str(tmp_path), '--variants', 'supervised', 'hermes', '--ratios',
+        '0.125'
+    ])
+    records = [
+        _record('supervised', 0, 80.0, 70.0),
+        _record('supervised', 1, 82.0, 74.0),
+        # A run without a held-out test yet is left out of that table only.
+        _record('hermes', 0, 84.0),
+        _record('hermes', 1, 86.0, 77.0),
+    ]
+    summary = quality.summarise(args, records)['0.125']
+    assert summary['supervised']['seg/dice']['mean'] == pytest.approx(81.0)
+    assert summary['supervised']['heldout']['seg/dice']['mean'] == \
+        pytest.approx(72.0)
+    assert summary['hermes']['seg/dice']['n'] == 2
+    assert summary['hermes']['heldout']['n_runs'] == 1
+    assert summary['hermes']['heldout']['seg/dice']['mean'] == 77.0
+    env = dict(cpu='cpu', cpu_count=2, torch='x', torch_threads=2)
+    md = quality.markdown(args, quality.summarise(args, records), env)
+    assert 'Held-out set: 400 images generated with generator seed 1000' \
+        in md
+    tables, _, _ = md.split('Paired difference')
+    split_table, held_table = tables.split('Held-out set:')
+    assert _dice_cells(split_table) == dict(
+        variant='Dice %', supervised='81.00 ± 1.41', hermes='85.00 ± 1.41')
+    assert _dice_cells(held_table) == dict(
+        variant='Dice %', supervised='72.00 ± 2.83', hermes='77.00')
+    # Paired per-seed differences to the supervised run of the same seed.
+    paired = summary['hermes']['paired']
+    assert paired['metrics']['seeds'] == [0, 1]
+    assert paired['metrics']['seg/dice']['mean'] == pytest.approx(4.0)
+    assert paired['heldout_metrics']['seeds'] == [1]
+    assert paired['heldout_metrics']['seg/dice']['mean'] == 3.0
+    assert 'paired' not in summary['supervised']
+    paired_md = md.split('Paired difference to supervised, held-out')[1]
+    assert _dice_cells(paired_md)['hermes'] == '+3.00 ± 0.00'
+    # Without held-out results there is one table only.
+    plain = [dict(r) for r in records]
+    for r in plain:
+        r.pop('heldout_metrics', None)
+    assert 'Held-out' not in quality.markdown(args,
+                                              quality.summarise(args, plain),
+                                              env)
