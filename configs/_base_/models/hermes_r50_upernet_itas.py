@@ -84,6 +84,10 @@ model = dict(
     pix_in_index=1,
     consistency_attention='cam',
     lesion_classes=(0, 1),  # benign, malignant: the classes with a lesion
+    # Off: trains the reliable "lesion" pixels of images reliably classified
+    # as normal as background; measured no gain on the synthetic set
+    # (docs/method.md, section 3).
+    lesion_free_background=False,
     lesion_index=1,
     cutmix_prob=0.5,
     predict_on='teacher')

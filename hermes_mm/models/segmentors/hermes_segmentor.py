@@ -111,6 +111,27 @@ def gather_pixels(dense: Tensor, index: Tensor) -> Tensor:
     return dense.flatten(2)[index // area, :, index % area]
 
 
+def clear_lesion_free(pseudo_masks: Tensor, lesion_free: Tensor,
+                      lesion_index: int, background_index: int) -> Tensor:
+    """Pixel pseudo-labels with the lesion of lesion-free images removed.
+
+    Args:
+        pseudo_masks (LongTensor): (B, H, W) pixel pseudo-labels
+            (``ignore_index`` where not reliable).
+        lesion_free (BoolTensor): (B,) images the teacher reliably
+            classifies into a class without a lesion.
+        lesion_index (int): Segmentation class of the lesion.
+        background_index (int): Segmentation class of the background.
+
+    Returns:
+        LongTensor: A copy where the lesion pixels of ``lesion_free`` images
+        are background; ignored pixels stay ignored.
+    """
+    drop = lesion_free.view(-1, 1, 1) & (pseudo_masks == lesion_index)
+    return torch.where(drop, torch.full_like(pseudo_masks, background_index),
+                       pseudo_masks)
+
+
 def confidence_stats(zones: Zones, num_classes: int,
                      valid: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Per predicted class: summed confidence and count of ``valid`` samples.
@@ -176,6 +197,15 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
         min_lesion_pixels (int): A strong view counts as "has a lesion" for
             the consistency loss if its pseudo-label has at least this many
             reliable lesion pixels.
+        lesion_free_background (bool): Inter-task pseudo-labels: on an
+            unmixed unlabelled image whose image pseudo-label is reliable
+            and of a class outside ``lesion_classes`` (BUSI: normal), the
+            reliable "lesion" pixels become background pseudo-labels. The
+            teacher's false lesions on lesion-free images (ducts, cysts)
+            are then trained away instead of reinforced. Needs
+            ``lesion_classes``.
+        background_index (int): Segmentation class of the background (for
+            ``lesion_free_background``).
         cutmix_prob (float): Probability that a strong view is CutMixed.
             Mixed views keep pixel pseudo-labels (mixed alike) but their
             image pseudo-label is treated as unreliable (the class of a
@@ -225,6 +255,8 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
                  lesion_classes: Optional[Sequence[int]] = None,
                  lesion_index: int = 1,
                  min_lesion_pixels: int = 1,
+                 lesion_free_background: bool = False,
+                 background_index: int = 0,
                  cutmix_prob: float = 0.5,
                  cutmix_area: Tuple[float, float] = (0.02, 0.4),
                  cutmix_aspect: Tuple[float, float] = (0.3, 1 / 0.3),
@@ -284,6 +316,16 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
             lesion_classes)
         self.lesion_index = lesion_index
         self.min_lesion_pixels = min_lesion_pixels
+        if lesion_free_background and self.lesion_classes is None:
+            raise ValueError(
+                'lesion_free_background=True needs lesion_classes (the '
+                'image classes that have a lesion, e.g. (0, 1) for BUSI '
+                'benign/malignant): the other classes are lesion-free')
+        if background_index == lesion_index:
+            raise ValueError(f'background_index and lesion_index must '
+                             f'differ, both are {lesion_index}')
+        self.lesion_free_background = lesion_free_background
+        self.background_index = background_index
         self.cutmix_prob = cutmix_prob
         self.cutmix_area = tuple(cutmix_area)
         self.cutmix_aspect = tuple(cutmix_aspect)
@@ -541,6 +583,16 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
             seg_zones.reliable & region, seg_zones.pseudo_label,
             torch.full_like(seg_zones.pseudo_label,
                             self.ignore_index)).view(batch, height, width)
+        if self.lesion_free_background:
+            lesion_class = torch.zeros(
+                self.cls_num_classes, dtype=torch.bool,
+                device=cls_usable.device)
+            lesion_class[self.lesion_classes] = True
+            lesion_free = (cls_zones.reliable & cls_usable
+                           & ~lesion_class[cls_zones.pseudo_label])
+            pseudo_masks = clear_lesion_free(pseudo_masks, lesion_free,
+                                             self.lesion_index,
+                                             self.background_index)
         return dict(
             seg_zones=seg_zones,
             cls_zones=cls_zones,

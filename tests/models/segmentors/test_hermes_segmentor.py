@@ -17,7 +17,8 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 import hermes_mm  # noqa: F401  (compat first: mmcv-lite fallback ops)
-from hermes_mm.models.segmentors.hermes_segmentor import HermesSegmentor
+from hermes_mm.models.segmentors.hermes_segmentor import (HermesSegmentor,
+                                                          clear_lesion_free)
 from hermes_mm.registry import MODELS
 
 CFG = osp.join(osp.dirname(__file__), '..', '..', '..', 'configs', '_base_',
@@ -389,6 +390,48 @@ def test_pseudo_label_selection_wiring(model, monkeypatch, cutmix_prob):
             assert torch.equal(masks[i][~box], expected[i][~box])
 
 
+@pytest.mark.parametrize('cutmix_prob', [0.0, 1.0])
+def test_lesion_free_images_get_background_pseudo_labels(
+        model, monkeypatch, cutmix_prob):
+    """With ``lesion_free_background`` the reliable lesion pixels of an
+    unmixed image reliably classified into a lesion-free class become
+    background; ambiguous images and mixed views are left alone."""
+    shapes = [(S, S), (S, S)]
+    batch = make_batch(unsup_shapes=shapes)
+    patch_teacher(monkeypatch, model)
+    selections = spy(monkeypatch, model, 'select_pseudo_labels')
+    monkeypatch.setattr(model, 'cutmix_prob', cutmix_prob)
+    # Pretend class 0 (image 0's reliable class, 0.95) has no lesion.
+    monkeypatch.setattr(model, 'lesion_classes', [1, 2])
+    monkeypatch.setattr(model, 'lesion_free_background', True)
+    model.set_iteration(LATE)
+    model.train()
+    torch.manual_seed(0)
+    with thresholds(model, seg=(0.75, 0.95), cls=(0.6, 0.9)), \
+            torch.no_grad():
+        model.loss(*batch)
+    (_, selected), = selections
+    masks = selected['pseudo_masks']
+    if cutmix_prob == 1.0:
+        lesion = (masks == 1).flatten(1).any(dim=1)
+        assert lesion.tolist() == [True, True]  # mixed: never cleared
+        return
+    expected = expected_pseudo_masks(shapes)
+    cleared = expected[0].clone()
+    cleared[cleared == 1] = 0  # lesion -> background, ignore stays ignore
+    assert (expected[0] == 1).any() and (expected[0] == IGNORE).any()
+    assert torch.equal(masks[0], cleared)
+    assert torch.equal(masks[1], expected[1])  # ambiguous image: unchanged
+
+
+def test_clear_lesion_free_by_hand():
+    masks = torch.tensor([[[0, 1], [255, 1]], [[1, 1], [0, 255]]])
+    out = clear_lesion_free(masks, torch.tensor([True, False]),
+                            lesion_index=1, background_index=0)
+    assert out.tolist() == [[[0, 0], [255, 0]], [[1, 1], [0, 255]]]
+    assert masks[0, 0, 1] == 1  # input not modified
+
+
 # ------------------------------------------------------------ ablations
 @pytest.mark.parametrize('overrides, present, absent', [
     (dict(img_projector=None, img_contrast_loss=None,
@@ -424,6 +467,10 @@ def test_invalid_options_are_rejected():
         _build(predict_on='both')
     with pytest.raises(ValueError, match='1.5'):
         _build(cutmix_prob=1.5)
+    with pytest.raises(ValueError, match='needs lesion_classes'):
+        _build(lesion_free_background=True, lesion_classes=None)
+    with pytest.raises(ValueError, match='must differ'):
+        _build(background_index=1, lesion_index=1)
 
 
 # -------------------------------------------------------------- predict
