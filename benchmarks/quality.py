@@ -38,7 +38,7 @@ its last checkpoint.
 
 Examples::
 
-    python benchmarks/quality.py --quick          # ~14 min on 2 CPU cores
+    python benchmarks/quality.py --quick          # ~16 min on 2 CPU cores
     python benchmarks/quality.py                  # full synthetic study
     python benchmarks/quality.py --data-root data/BUSI --seeds 0 1 2
     python benchmarks/quality.py --dry-run        # print the commands only
