@@ -268,24 +268,24 @@ def make_config(args, variant: str, ratio: float, seed: int,
     if synthetic:
         root = osp.join(args.cache_dir, 'synthetic_busi')
         touched = 0
+        seeds = set()  # generator seeds of the training/val/test data
         for ds in iter_datasets(cfg):
             if 'labeled_ratio' in ds or ds.get('type') == \
                     'SyntheticBUSIDataset':
                 ds['data_root'] = root
                 ds['labeled_ratio'] = ratio
                 ds['split_seed'] = seed
+                seeds.add(int(ds.get('generator_seed', 0)))
                 touched += 1
         if not touched:
             raise RuntimeError(f'{src}: no SyntheticBUSIDataset to set the '
                                'label ratio on')
-        seeds = sorted({int(ds.get('generator_seed', 0))
-                        for ds in iter_datasets(cfg)
-                        if ds.get('type') == 'SyntheticBUSIDataset'})
         if args.heldout_num and args.heldout_seed in seeds:
             raise SystemExit(
                 f'--heldout-seed {args.heldout_seed} is the generator seed '
-                f'of {src}\'s training data ({seeds}): the held-out set '
-                'would repeat training images; pick another seed')
+                f'of {src}\'s training data ({sorted(seeds)}): the '
+                'held-out set would repeat training images; pick another '
+                'seed')
         # Top-level helper variables too, so the dumped file reads true.
         cfg.data_root = root
         if isinstance(cfg.get('synthetic'), dict):
@@ -555,14 +555,23 @@ def mean_std(values: List[float]) -> Dict[str, Any]:
                 n=len(values))
 
 
+def finished_runs(records: List[dict], variant: str,
+                  ratio: float) -> List[dict]:
+    """``variant``'s successful runs that count for ``ratio`` (a
+    ratio-independent variant's runs count for every ratio)."""
+    return [
+        r for r in records if r['variant'] == variant and
+        r.get('status') == 'ok' and (r['ratio_independent'] or
+                                     r['ratio'] == ratio)
+    ]
+
+
 def summarise(args, records: List[dict]) -> Dict[str, Any]:
     summary: Dict[str, Any] = {}
     for ratio in args.ratios:
         per_ratio = summary.setdefault(ratio_tag(ratio), {})
         for variant in args.variants:
-            runs = [r for r in records if r['variant'] == variant and
-                    r.get('status') == 'ok' and
-                    (r['ratio_independent'] or r['ratio'] == ratio)]
+            runs = finished_runs(records, variant, ratio)
             entry = {key: mean_std([r['metrics'].get(key) for r in runs])
                      for key, _ in METRICS}
             held = [r['heldout_metrics'] for r in runs
@@ -592,15 +601,9 @@ def paired_differences(records: List[dict], variant: str,
     None below 2 pairs)."""
     from scipy.stats import ttest_rel
 
-    def by_seed(name):
-        return {
-            r['seed']: r
-            for r in records
-            if r['variant'] == name and r.get('status') == 'ok' and (
-                r['ratio_independent'] or r['ratio'] == ratio)
-        }
-
-    ours, ref = by_seed(variant), by_seed(REFERENCE)
+    ours, ref = ({r['seed']: r
+                  for r in finished_runs(records, name, ratio)}
+                 for name in (variant, REFERENCE))
     out: Dict[str, Any] = {}
     for source in ('metrics', 'heldout_metrics'):
         seeds = sorted(s for s in ours if s in ref and source in ours[s] and

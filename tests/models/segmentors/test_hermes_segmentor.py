@@ -338,6 +338,17 @@ def test_degenerate_batches_are_ddp_safe(model, normal_losses, case):
 
 
 # ------------------------------------------------ pseudo-label wiring
+def hand_threshold_loss(model, batch):
+    """One seeded training-mode loss after every ramp-up, with the seg
+    (0.75, 0.95) and cls (0.6, 0.9) thresholds the hand cases assume."""
+    model.set_iteration(LATE)
+    model.train()
+    torch.manual_seed(0)
+    with thresholds(model, seg=(0.75, 0.95), cls=(0.6, 0.9)), \
+            torch.no_grad():
+        return model.loss(*batch)
+
+
 @pytest.mark.parametrize('cutmix_prob', [0.0, 1.0])
 def test_pseudo_label_selection_wiring(model, monkeypatch, cutmix_prob):
     shapes = [(S, S), (48, 56)]  # image 1 is padded at the bottom/right
@@ -348,12 +359,7 @@ def test_pseudo_label_selection_wiring(model, monkeypatch, cutmix_prob):
     forwards = spy(monkeypatch, model.student, 'forward_train')
     seg_calls = spy(monkeypatch, model.student, 'seg_losses')
     monkeypatch.setattr(model, 'cutmix_prob', cutmix_prob)
-    model.set_iteration(LATE)
-    model.train()
-    torch.manual_seed(0)
-    with thresholds(model, seg=(0.75, 0.95), cls=(0.6, 0.9)), \
-            torch.no_grad():
-        losses = model.loss(*batch)
+    losses = hand_threshold_loss(model, batch)
     (_, selected), = selections
     (student_args, outputs), = forwards
     expected = expected_pseudo_masks(shapes)
@@ -404,12 +410,7 @@ def test_lesion_free_images_get_background_pseudo_labels(
     # Pretend class 0 (image 0's reliable class, 0.95) has no lesion.
     monkeypatch.setattr(model, 'lesion_classes', [1, 2])
     monkeypatch.setattr(model, 'lesion_free_background', True)
-    model.set_iteration(LATE)
-    model.train()
-    torch.manual_seed(0)
-    with thresholds(model, seg=(0.75, 0.95), cls=(0.6, 0.9)), \
-            torch.no_grad():
-        model.loss(*batch)
+    hand_threshold_loss(model, batch)
     (_, selected), = selections
     masks = selected['pseudo_masks']
     if cutmix_prob == 1.0:
