@@ -90,7 +90,9 @@ VARIANTS: Dict[str, Tuple[str, str]] = {
 RATIO_INDEPENDENT = ('fully_supervised', )
 #: Test metrics in the table: (key in the --out-metrics JSON, header).
 METRICS = [('seg/dice', 'Dice %'), ('seg/iou', 'IoU %'),
-           ('seg/hd95', 'HD95 px'), ('cls/accuracy', 'Acc %'),
+           ('seg/hd95', 'HD95 px'), ('seg/dice_lesion', 'Dice lesion %'),
+           ('seg/false_lesion_rate', 'False lesion %'),
+           ('cls/accuracy', 'Acc %'),
            ('cls/f1', 'F1 %'), ('cls/auc', 'AUC %')]
 ZONE_KEYS = [f'zone.{t}.{z}' for t in ('seg', 'cls')
              for z in ('reliable', 'ambiguous', 'unreliable')]

@@ -175,6 +175,36 @@ def test_empty_rules():
     out = run(metric(empty_overlap=0.), samples[:1])
     assert out['seg/dice'] == 0.
     assert math.isnan(out['seg/hd95_lesion'])  # no lesion image at all
+    assert math.isnan(out['seg/dice_lesion'])
+    assert out['seg/false_lesion_rate'] == 0.
+
+
+def test_lesion_and_lesion_free_images_split():
+    """``seg/dice`` = lesion-image Dice and false lesions on lesion-free
+    images, each reported on its own."""
+    empty = np.zeros((H, W), dtype=np.int64)
+    les = square(1, 1, 4)  # 16 px
+    half = square(1, 1, 4)
+    half[1:3] = 0  # 8 of the 16 px: Dice 2*8/(8+16)
+    samples = [
+        seg_sample(les, les, 'perfect.png'),
+        seg_sample(half, les, 'half.png'),
+        seg_sample(empty, empty, 'normal_ok.png'),
+        seg_sample(square(6, 6, 2), empty, 'normal_false.png'),
+        seg_sample(square(6, 6, 2), empty, 'normal_false2.png'),
+    ]
+    out = run(metric(), samples)
+    assert out['seg/dice_lesion'] == pytest.approx(100 * (1 + 2 / 3) / 2)
+    assert out['seg/iou_lesion'] == pytest.approx(100 * (1 + 1 / 2) / 2)
+    assert out['seg/false_lesion_rate'] == pytest.approx(100 * 2 / 3)
+    # the mean over all images is recovered from the two parts
+    assert out['seg/dice'] == pytest.approx(
+        (2 * out['seg/dice_lesion'] +
+         3 * (100 - out['seg/false_lesion_rate'])) / 5)
+    only_lesions = run(metric(), samples[:2])
+    assert math.isnan(only_lesions['seg/false_lesion_rate'])
+    assert only_lesions['seg/dice_lesion'] == pytest.approx(
+        only_lesions['seg/dice'])
 
 
 def test_ignore_index_respected():
@@ -329,13 +359,15 @@ def test_evaluate_through_base_metric_returns_design_keys():
     out = m.evaluate(len(samples))
     assert m.results == []
     for key in DESIGN_KEYS + ('seg/dice_global', 'seg/iou_global',
-                              'seg/hd95_lesion', 'seg/precision',
+                              'seg/hd95_lesion', 'seg/dice_lesion',
+                              'seg/iou_lesion', 'seg/false_lesion_rate',
+                              'seg/precision',
                               'seg/recall', 'cls/precision', 'cls/recall'):
         value = out[f'test/{key}']
         assert math.isfinite(value), key
         if key.startswith('cls/') or key.split('/')[1] in (
                 'dice', 'iou', 'dice_global', 'iou_global', 'precision',
-                'recall'):
+                'recall', 'dice_lesion', 'iou_lesion', 'false_lesion_rate'):
             assert 0. <= value <= 100., key
         else:
             assert 0. <= value <= math.hypot(H, W), key

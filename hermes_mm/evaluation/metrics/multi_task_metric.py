@@ -83,6 +83,15 @@ class MultiTaskMetric(BaseMetric):
       Empty-mask rules: prediction and ground truth both empty ->
       ``empty_overlap`` (default 1.0, i.e. 100 %, perfect); exactly one empty
       -> 0 (this follows from the formulas, TP = 0).
+    - ``seg/dice_lesion``, ``seg/iou_lesion``: the same averaged over the
+      images whose ground truth has a lesion (the usual convention of BUSI
+      papers that leave "normal" images out of segmentation); NaN if there
+      is none.
+    - ``seg/false_lesion_rate``: percentage of the images without a lesion
+      in the ground truth on which any lesion pixel is predicted (each one
+      scores 0 in ``seg/dice``); NaN if every image has a lesion. Together
+      with ``seg/dice_lesion`` it splits ``seg/dice`` into its two sources
+      of error.
     - ``seg/dice_global``, ``seg/iou_global``, ``seg/precision``,
       ``seg/recall``: from TP/FP/FN summed over all pixels of the data set
       (as MMSeg's ``IoUMetric`` does, lesion class only).
@@ -309,9 +318,17 @@ class MultiTaskMetric(BaseMetric):
         has_lesion = np.array([r['has_lesion'] for r in seg], dtype=bool)
         hd_lesion = float(hd[has_lesion].mean()) if has_lesion.any() else \
             float('nan')
+        lesion_scores = per_image[has_lesion].mean(axis=0) * PERCENT \
+            if has_lesion.any() else np.full(2, np.nan)
+        predicted = np.array([r['tp'] + r['fp'] > 0 for r in seg], dtype=bool)
+        false_lesion = PERCENT * float(predicted[~has_lesion].mean()) \
+            if (~has_lesion).any() else float('nan')
         return OrderedDict([
             ('seg/dice', PERCENT * float(per_image[:, 0].mean())),
             ('seg/iou', PERCENT * float(per_image[:, 1].mean())),
+            ('seg/dice_lesion', float(lesion_scores[0])),
+            ('seg/iou_lesion', float(lesion_scores[1])),
+            ('seg/false_lesion_rate', false_lesion),
             ('seg/dice_global', PERCENT * dice_g),
             ('seg/iou_global', PERCENT * iou_g),
             ('seg/precision',
