@@ -1,0 +1,105 @@
+"""benchmarks/false_lesions.py: the summary arithmetic on hand-made rows,
+and one end-to-end run of a tiny seeded Hermes checkpoint on a freshly
+generated dev set (thresholds from the model, JSON written)."""
+import importlib.util
+import json
+import os.path as osp
+
+import mmengine.config.config as mmengine_config
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from hermes_mm.registry import MODELS
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TINY_HERMES = osp.join(REPO, 'tests', 'apis', 'configs', 'tiny_hermes.py')
+
+
+@pytest.fixture(scope='module')
+def bench():
+    spec = importlib.util.spec_from_file_location(
+        'false_lesions_benchmark',
+        osp.join(REPO, 'benchmarks', 'false_lesions.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def row(has_lesion, predicts, argmax_free, p_free, reliable, fused):
+    return dict(
+        img_path='x.png',
+        has_lesion=has_lesion,
+        predicts_lesion=predicts,
+        argmax_lesion_free=argmax_free,
+        p_lesion_free=p_free,
+        reliable_lesion_px=reliable,
+        fused_reliable_lesion_px=fused)
+
+
+def test_summary_by_hand(bench):
+    rows = [
+        # lesion-free: 3 of 4 with a false lesion
+        row(False, True, True, 0.9, 10, 0),  # classifier vetoes, reliably
+        row(False, True, True, 0.6, 10, 4),  # argmax only; fusion keeps 4
+        row(False, True, False, 0.1, 0, 0),  # no reliable lesion pixel
+        row(False, False, True, 0.95, 0, 0),
+        # with a lesion: 1 of 2 classified lesion-free (not reliably)
+        row(True, True, False, 0.0, 50, 50),
+        row(True, True, True, 0.7, 50, 0),
+    ]
+    s = bench.summarise(rows, tau_image=0.8)
+    assert (s['lesion_free_images'], s['lesion_images']) == (4, 2)
+    assert s['false_lesion_pct'] == pytest.approx(75.0)
+    assert s['false_lesion_images']['n'] == 3
+    assert s['false_lesion_images']['argmax_lesion_free_pct'] == \
+        pytest.approx(200 / 3)
+    assert s['false_lesion_images']['reliable_lesion_free_pct'] == \
+        pytest.approx(100 / 3)
+    assert s['lesion_image_classified_lesion_free'] == dict(
+        argmax_pct=50.0, reliable_pct=0.0)
+    free = s['fusion_erases']['lesion_free']
+    assert free['images_with_reliable_lesion_px'] == 2
+    assert free['all_erased_pct'] == pytest.approx(50.0)
+    assert s['fusion_erases']['lesion']['all_erased_pct'] == \
+        pytest.approx(50.0)
+    # no image of a kind: None, not a division by zero
+    assert bench.summarise(rows[4:], 0.8)['false_lesion_pct'] is None
+
+
+def test_end_to_end_tiny_hermes(bench, tmp_path, monkeypatch):
+    monkeypatch.setattr(mmengine_config, 'FormatCode',
+                        lambda text, **kwargs: (text, False))
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(TINY_HERMES).model)
+    model.init_weights()
+    ckpt = str(tmp_path / 'tiny.pth')
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    out = str(tmp_path / 'fl.json')
+    record = bench.main([
+        TINY_HERMES, ckpt, '--num', '12', '--cache-dir',
+        str(tmp_path / 'cache'), '--out', out, '--batch-size', '5'
+    ])
+    with open(out) as f:
+        assert json.load(f)['summary'] == record['summary']
+    assert record['test_set']['generator_seed'] == bench.DEV_SEED
+    assert record['lesion_free_classes'] == ['normal']
+    # thresholds are the model's current ones (lesion pixel class,
+    # lesion-free image class)
+    assert record['tau_pixel'] == pytest.approx(
+        float(model.seg_threshold.thresholds()[1][1]))
+    assert record['tau_image'] == pytest.approx(
+        float(model.cls_threshold.thresholds()[1][2]))
+    rows = record['images']
+    assert len(rows) == 12
+    s = record['summary']
+    free = [r for r in rows if not r['has_lesion']]
+    assert s['lesion_free_images'] == len(free) > 0
+    assert s['lesion_images'] == 12 - len(free)
+    assert s['false_lesion_pct'] == pytest.approx(
+        100 * sum(r['predicts_lesion'] for r in free) / len(free))
+    for r in rows:
+        assert 0.0 <= r['p_lesion_free'] <= 1.0 + 1e-6
+        assert 0 <= r['fused_reliable_lesion_px'] <= r['reliable_lesion_px']
