@@ -120,6 +120,24 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
     return '\n'.join(out)
 
 
+def synthetic_test_set(cache_dir: str, tag: str, num: int,
+                       generator_seed: int) -> Dict[str, Any]:
+    """Config overrides (``cfg.merge_from_dict`` / ``--cfg-options`` keys)
+    that make a synthetic config's test set ``num`` freshly generated
+    images of ``generator_seed``, all of them (``subset=None``), generated
+    on first use into ``cache_dir/synthetic_busi_<tag>_n<num>_seed<seed>``.
+    """
+    prefix = 'test_dataloader.dataset.'
+    root = osp.join(cache_dir,
+                    f'synthetic_busi_{tag}_n{num}_seed{generator_seed}')
+    return {
+        f'{prefix}data_root': root,
+        f'{prefix}num': num,
+        f'{prefix}generator_seed': generator_seed,
+        f'{prefix}subset': None
+    }
+
+
 def write_json(path: str, data: Any) -> None:
     """Write ``data`` as indented JSON, creating the folder."""
     folder = osp.dirname(osp.abspath(path))

@@ -37,7 +37,8 @@ import numpy as np
 from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import REPO_ROOT, environment, table, write_json  # noqa: E402
+from _common import (REPO_ROOT, environment, synthetic_test_set,  # noqa: E402
+                     table, write_json)
 
 #: Default dev set: generator seed neither the configs' (0) nor the quality
 #: benchmark's held-out set's (1000).
@@ -90,17 +91,9 @@ def load_config(args):
 
     cfg = Config.fromfile(args.config)
     overrides: Dict[str, Any] = {}
-    test_ds = cfg.test_dataloader.dataset
-    if args.num and 'generator_seed' in test_ds:
-        overrides.update({
-            'test_dataloader.dataset.data_root':
-            osp.join(args.cache_dir,
-                     f'synthetic_busi_dev_n{args.num}_seed'
-                     f'{args.generator_seed}'),
-            'test_dataloader.dataset.num': args.num,
-            'test_dataloader.dataset.generator_seed': args.generator_seed,
-            'test_dataloader.dataset.subset': None,
-        })
+    if args.num and 'generator_seed' in cfg.test_dataloader.dataset:
+        overrides = synthetic_test_set(args.cache_dir, 'dev', args.num,
+                                       args.generator_seed)
     overrides.update(args.cfg_options)
     cfg.merge_from_dict(overrides)
     return cfg
@@ -111,15 +104,12 @@ def thresholds(model, args, lesion_index: int, lesion_free: Sequence[int]):
     adaptive thresholds (lesion class; the least strict lesion-free
     class)."""
     tau_pixel, tau_image = args.tau_pixel, args.tau_image
+    if None in (tau_pixel, tau_image) and not hasattr(model, 'seg_threshold'):
+        raise SystemExit(f'{type(model).__name__} has no pseudo-label '
+                         'thresholds; pass --tau-pixel and --tau-image')
     if tau_pixel is None:
-        if not hasattr(model, 'seg_threshold'):
-            raise SystemExit(f'{type(model).__name__} has no pseudo-label '
-                             'thresholds; pass --tau-pixel and --tau-image')
         tau_pixel = float(model.seg_threshold.thresholds()[1][lesion_index])
     if tau_image is None:
-        if not hasattr(model, 'cls_threshold'):
-            raise SystemExit(f'{type(model).__name__} has no pseudo-label '
-                             'thresholds; pass --tau-pixel and --tau-image')
         high = model.cls_threshold.thresholds()[1]
         tau_image = float(min(high[c] for c in lesion_free))
     return tau_pixel, tau_image
@@ -188,12 +178,11 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     start = time.perf_counter()
     import torch
-    from mmengine.dataset import pseudo_collate
     from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
 
     import hermes_mm  # noqa: F401
     from hermes_mm.apis import HermesInferencer
-    from hermes_mm.registry import DATASETS
 
     init_default_scope('mmseg')
     cfg = load_config(args)
@@ -218,14 +207,10 @@ def main(argv=None) -> dict:
         raise SystemExit(f'cannot tell the lesion-free classes of {names}; '
                          'pass --lesion-free-classes')
     tau_pixel, tau_image = thresholds(model, args, lesion_index, lesion_free)
-    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    loader_cfg = dict(cfg.test_dataloader, batch_size=args.batch_size)
     rows: List[Dict[str, Any]] = []
     with torch.no_grad():
-        for begin in range(0, len(dataset), args.batch_size):
-            batch = pseudo_collate([
-                dataset[i] for i in range(
-                    begin, min(begin + args.batch_size, len(dataset)))
-            ])
+        for batch in Runner.build_dataloader(loader_cfg):
             rows += per_image(
                 model.test_step(batch), lesion_index, lesion_free, tau_pixel)
     summary = summarise(rows, tau_image)

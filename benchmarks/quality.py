@@ -58,8 +58,8 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import (REPO_ROOT, environment, read_json, table,  # noqa: E402
-                     write_json)
+from _common import (REPO_ROOT, environment, read_json,  # noqa: E402
+                     synthetic_test_set, table, write_json)
 
 #: variant -> (synthetic config, BUSI config), paths relative to the repo.
 VARIANTS: Dict[str, Tuple[str, str]] = {
@@ -369,20 +369,13 @@ def find_checkpoint(work_dir: str, which: str,
     return final if osp.exists(final) else None
 
 
-def heldout_root(args) -> str:
-    return osp.join(args.cache_dir, f'synthetic_busi_heldout_n'
-                    f'{args.heldout_num}_seed{args.heldout_seed}')
-
-
 def heldout_options(args) -> List[str]:
     """``tools/test.py`` options pointing the test set at the held-out
     images: every generated image (``subset=None``), generated on first
     use into ``--cache-dir``."""
-    prefix = 'test_dataloader.dataset.'
-    return ['--cfg-options', f'{prefix}data_root={heldout_root(args)}',
-            f'{prefix}num={args.heldout_num}',
-            f'{prefix}generator_seed={args.heldout_seed}',
-            f'{prefix}subset=None']
+    overrides = synthetic_test_set(args.cache_dir, 'heldout',
+                                   args.heldout_num, args.heldout_seed)
+    return ['--cfg-options'] + [f'{k}={v}' for k, v in overrides.items()]
 
 
 def heldout_test(args, record: Dict[str, Any], log_path: str) -> None:

@@ -38,6 +38,16 @@ def safe_divide(num: float, den: float, zero_division: float) -> float:
     return float(num) / float(den) if den else float(zero_division)
 
 
+def subset_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of ``values[mask]`` over the first axis; NaN (of the shape of
+    one row) when ``mask`` selects nothing, e.g. lesion-only scores of a set
+    without a lesion."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.any(mask):
+        return np.full(values.shape[1:], np.nan)
+    return values[mask].mean(axis=0)
+
+
 def lesion_masks(pred: np.ndarray, gt: np.ndarray, lesion_index: int,
                  ignore_index: int) -> Tuple[np.ndarray, np.ndarray]:
     """Boolean lesion masks with ignored pixels set to background in both.

@@ -24,7 +24,7 @@ from .functional import (BOTH_EMPTY_OVERLAP, BOUNDARY_CONNECTIVITY,
                          HD95_BOTH_EMPTY, HD95_ONE_EMPTY, HD_PERCENTILE,
                          Spacing, binary_counts, hd95, lesion_masks,
                          one_vs_rest_auc, overlap_scores, safe_divide,
-                         sensitivity_specificity)
+                         sensitivity_specificity, subset_mean)
 
 #: Label of pixels excluded from evaluation (MMSeg's convention).
 IGNORE_INDEX = 255
@@ -316,19 +316,15 @@ class MultiTaskMetric(BaseMetric):
         dice_g, iou_g = overlap_scores(tp, fp, fn, self.empty_overlap)
         hd = np.array([r['hd95'] for r in seg])
         has_lesion = np.array([r['has_lesion'] for r in seg], dtype=bool)
-        hd_lesion = float(hd[has_lesion].mean()) if has_lesion.any() else \
-            float('nan')
-        lesion_scores = per_image[has_lesion].mean(axis=0) * PERCENT \
-            if has_lesion.any() else np.full(2, np.nan)
-        predicted = np.array([r['tp'] + r['fp'] > 0 for r in seg], dtype=bool)
-        false_lesion = PERCENT * float(predicted[~has_lesion].mean()) \
-            if (~has_lesion).any() else float('nan')
+        lesion_scores = PERCENT * subset_mean(per_image, has_lesion)
+        predicted = np.array([r['tp'] + r['fp'] > 0 for r in seg])
         return OrderedDict([
             ('seg/dice', PERCENT * float(per_image[:, 0].mean())),
             ('seg/iou', PERCENT * float(per_image[:, 1].mean())),
             ('seg/dice_lesion', float(lesion_scores[0])),
             ('seg/iou_lesion', float(lesion_scores[1])),
-            ('seg/false_lesion_rate', false_lesion),
+            ('seg/false_lesion_rate',
+             PERCENT * float(subset_mean(predicted, ~has_lesion))),
             ('seg/dice_global', PERCENT * dice_g),
             ('seg/iou_global', PERCENT * iou_g),
             ('seg/precision',
@@ -336,7 +332,7 @@ class MultiTaskMetric(BaseMetric):
             ('seg/recall',
              PERCENT * safe_divide(tp, tp + fn, self.zero_division)),
             ('seg/hd95', float(hd.mean())),
-            ('seg/hd95_lesion', hd_lesion),
+            ('seg/hd95_lesion', float(subset_mean(hd, has_lesion))),
         ])
 
     def _class_names(self, cls: List[tuple]) -> List[str]:
