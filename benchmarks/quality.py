@@ -780,6 +780,16 @@ def plots(args, records: List[dict]) -> List[str]:
 
 
 # ----------------------------------------------------------------------
+#: per-run wall-clock keys of ``run.json`` (seconds)
+RUN_WALL_KEYS = ('train_wall_s', 'test_wall_s', 'heldout_test_wall_s')
+
+
+def runs_wall_s(records: List[dict]) -> float:
+    """Train + test + held-out test seconds of ``records``, whichever
+    invocation ran them (resumed trainings include their earlier part)."""
+    return sum(r.get(key) or 0.0 for r in records for key in RUN_WALL_KEYS)
+
+
 def planned_runs(args) -> List[Tuple[str, float, int]]:
     plan, seen = [], set()
     for ratio in args.ratios:
@@ -820,9 +830,12 @@ def main(argv=None):
     if args.dry_run:
         return 0
     summary = summarise(args, records)
+    # ``wall_time_s``: this invocation only (a --report-only one takes a
+    # fraction of a second); ``runs_wall_s``: what the runs themselves took.
     result = dict(benchmark='quality', environment=env, args=vars(args),
                   runs=records, summary=summary,
-                  wall_time_s=time.perf_counter() - t0)
+                  wall_time_s=time.perf_counter() - t0,
+                  runs_wall_s=runs_wall_s(records))
     write_json(osp.join(args.out_dir, 'results.json'), result)
     md = markdown(args, summary, env)
     with open(osp.join(args.out_dir, 'results.md'), 'w') as f:

@@ -127,3 +127,13 @@ def test_summary_and_markdown_report_both_test_sets(quality, tmp_path):
     assert 'Held-out' not in quality.markdown(args,
                                               quality.summarise(args, plain),
                                               env)
+
+
+def test_runs_wall_time_adds_every_recorded_part(quality):
+    records = [
+        dict(train_wall_s=600.0, test_wall_s=20.0, heldout_test_wall_s=40.0),
+        # a failed run has no test times; None counts as nothing
+        dict(train_wall_s=30.0, test_wall_s=None),
+    ]
+    assert quality.runs_wall_s(records) == pytest.approx(690.0)
+    assert quality.runs_wall_s([]) == 0.0
