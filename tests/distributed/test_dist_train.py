@@ -1,12 +1,15 @@
 """Distributed training on CPU: tools/dist_train.sh (torchrun, 2 processes,
 gloo) trains the tiny Hermes unchanged, SyncBN included; both ranks end with
 the same teacher, which is the one in the (single) checkpoint; logs and
-checkpoints are written once. Also the CPU fallback's config changes and
-the Slurm scripts' command lines."""
+checkpoints are written once; a run resumed from its checkpoint ends
+bit-identical to the uninterrupted one (each rank's random stream restored).
+Also the CPU fallback's config changes and the Slurm scripts' command
+lines."""
 import hashlib
 import json
 import os
 import os.path as osp
+import shutil
 import socket
 import subprocess
 import textwrap
@@ -131,6 +134,77 @@ def test_dist_train_two_cpu_processes(tmp_path):
     assert saved == rank0
     assert len(list(work_dir.rglob('*.log'))) == 1
     assert len(list(work_dir.rglob('scalars.json'))) == 1
+
+
+# Per-rank random streams (diff_rank_seed) and checkpoints every 2 of 4
+# iterations, deterministic: the resume test's setting.
+RESUME_CFG = f'''\
+_base_ = [{TINY_HERMES!r}]
+custom_imports = dict(imports=['hermes_mm'], allow_failed_imports=False)
+randomness = dict(seed=0, deterministic=True, diff_rank_seed=True)
+train_cfg = dict(max_iters=4)
+default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=-1))
+val_dataloader = None
+val_evaluator = None
+val_cfg = None
+'''
+
+
+def dist_train(tmp_path, cfg_file, work_dir, data_root, *extra):
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(tmp_path),
+        PORT=str(free_port()),
+        OMP_NUM_THREADS='1')
+    proc = subprocess.run([
+        'bash',
+        osp.join(REPO, 'tools', 'dist_train.sh'),
+        str(cfg_file), '2', '--work-dir',
+        str(work_dir), '--data-root', data_root, *extra
+    ],
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=400)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    return output
+
+
+def test_dist_resume_restores_every_ranks_random_stream(tmp_path):
+    """2-process gloo run, 4 iterations, against the same run resumed from
+    its iteration-2 checkpoint: bit-identical final weights only if each
+    rank gets its own torch generator back (RandomStateHook), since the
+    ranks draw different CutMix boxes and contrastive anchors."""
+    data_root = ensure_synthetic_busi(str(tmp_path / 'data'), num=24, seed=0)
+    (tmp_path / 'sitecustomize.py').write_text(SITECUSTOMIZE)
+    cfg_file = tmp_path / 'tiny_hermes_resume.py'
+    cfg_file.write_text(RESUME_CFG)
+    ref = tmp_path / 'ref'
+    dist_train(tmp_path, cfg_file, ref, data_root)
+    saved = torch.load(ref / 'iter_2.pth', map_location='cpu',
+                       weights_only=True)['hermes_random_state']['ranks']
+    assert len(saved) == 2
+    assert not torch.equal(saved[0]['torch'], saved[1]['torch'])
+
+    resumed = tmp_path / 'resumed'
+    resumed.mkdir()
+    shutil.copy(ref / 'iter_2.pth', resumed / 'iter_2.pth')
+    (resumed / 'last_checkpoint').write_text(str(resumed / 'iter_2.pth'))
+    output = dist_train(tmp_path, cfg_file, resumed, data_root, '--resume')
+    assert 'Auto resumed from the latest checkpoint' in output
+
+    final = [
+        torch.load(d / 'iter_4.pth', map_location='cpu', weights_only=True)
+        for d in (ref, resumed)
+    ]
+    a, b = (f['state_dict'] for f in final)
+    assert a.keys() == b.keys()
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differ, f'resumed run differs: {differ[:5]}'
+    for x, y in zip(final[0]['optimizer']['state'].values(),
+                    final[1]['optimizer']['state'].values()):
+        assert all(torch.equal(x[k], y[k]) for k in x)
 
 
 def test_cpu_fallback_config():
