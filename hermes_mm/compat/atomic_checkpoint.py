@@ -10,9 +10,11 @@ out-of-memory killer, power loss) can lose every checkpoint of the run:
   *before* writing the new one, so with ``max_keep_ckpts=1`` the only good
   checkpoint is gone while the new one is half-written, and
   ``last_checkpoint`` still names the deleted file: ``--resume`` fails;
-- ``last_checkpoint`` itself is rewritten in place (truncate, then write).
+- ``last_checkpoint`` itself is rewritten in place (truncate, then write);
+- with ``save_best``, the previous ``best_*.pth`` is removed before the new
+  one is written, so a kill in between leaves no best checkpoint.
 
-:func:`install` fixes all three, for local paths only (other backends keep
+:func:`install` fixes all four, for local paths only (other backends keep
 MMEngine's behaviour):
 
 - :func:`save_checkpoint` writes to a temporary file in the same folder
@@ -26,10 +28,13 @@ MMEngine's behaviour):
   are written (so ``max_keep_ckpts + 1`` files exist for a moment), and
   ``last_checkpoint`` is written the same atomic way. MMEngine already
   writes ``last_checkpoint`` only after the checkpoint itself.
+- ``CheckpointHook._save_best_checkpoint`` is wrapped the same way: the
+  previous best checkpoint is removed after the new one is written.
 
 The MMEngine code this fixes: ``mmengine/runner/checkpoint.py``
 (``save_checkpoint`` -> ``LocalBackend.put``) and
-``mmengine/hooks/checkpoint_hook.py`` (``_save_checkpoint_with_step``).
+``mmengine/hooks/checkpoint_hook.py`` (``_save_checkpoint_with_step``,
+``_save_best_checkpoint``).
 """
 import functools
 import io
@@ -172,26 +177,34 @@ class _DeferredRemovals:
 
 
 def remove_after_save(original: Callable) -> Callable:
-    """Wrap ``CheckpointHook._save_checkpoint_with_step`` so outdated
-    checkpoints are removed after, not before, the new one is saved.
+    """Wrap a ``CheckpointHook`` saving method (``_save_checkpoint_with_step``
+    or ``_save_best_checkpoint``) so the checkpoints it replaces are removed
+    after, not before, the new one is saved.
 
     If saving raises, nothing is removed (the old file stays on disk).
+    Nested calls (the best-checkpoint save re-saves the latest one) defer
+    into the outermost call.
     """
 
     @functools.wraps(original)
-    def _save_checkpoint_with_step(self, runner, step, meta):
+    def save_then_remove(self, *args, **kwargs):
         backend = self.file_backend
         deferred = _DeferredRemovals(backend)
         self.file_backend = deferred
         try:
-            original(self, runner, step, meta)
+            original(self, *args, **kwargs)
         finally:
             self.file_backend = backend
         for remove, path in deferred.pending:
             remove(path)
 
-    setattr(_save_checkpoint_with_step, _PATCH_FLAG, True)
-    return _save_checkpoint_with_step
+    setattr(save_then_remove, _PATCH_FLAG, True)
+    return save_then_remove
+
+
+#: ``CheckpointHook`` methods that remove a checkpoint before saving its
+#: replacement in MMEngine 0.10.7 (``max_keep_ckpts``; ``save_best``)
+REMOVING_SAVERS = ('_save_checkpoint_with_step', '_save_best_checkpoint')
 
 
 def install() -> bool:
@@ -211,9 +224,10 @@ def install() -> bool:
         for module in (checkpoint_module, runner_module, runner_pkg):
             module.save_checkpoint = patched
     hook_cls = checkpoint_hook.CheckpointHook
-    if not getattr(hook_cls._save_checkpoint_with_step, _PATCH_FLAG, False):
-        hook_cls._save_checkpoint_with_step = remove_after_save(
-            hook_cls._save_checkpoint_with_step)
+    for name in REMOVING_SAVERS:
+        method = getattr(hook_cls, name)
+        if not getattr(method, _PATCH_FLAG, False):
+            setattr(hook_cls, name, remove_after_save(method))
     # Module-level name lookup finds this before the builtin ``open``; the
     # hook's only ``open`` call writes ``last_checkpoint``.
     checkpoint_hook.open = _last_checkpoint_open

@@ -12,6 +12,7 @@ import os
 import pytest
 import torch
 import torch.nn as nn
+from mmengine.evaluator import BaseMetric, Evaluator
 from mmengine.hooks import checkpoint_hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
@@ -44,6 +45,9 @@ def test_install_patches_every_entry_point():
     assert runner_module.save_checkpoint is patched
     assert mmengine.runner.save_checkpoint is patched
     assert checkpoint_hook.open is atomic_checkpoint._last_checkpoint_open
+    for name in atomic_checkpoint.REMOVING_SAVERS:
+        assert getattr(getattr(checkpoint_hook.CheckpointHook, name),
+                       atomic_checkpoint._PATCH_FLAG)
     assert atomic_checkpoint.install()  # idempotent
     assert checkpoint_module.save_checkpoint is patched
 
@@ -153,3 +157,96 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     latest = find_latest_checkpoint(str(tmp_path))
     assert latest == str(tmp_path / 'iter_2.pth')
     assert torch.load(latest, weights_only=True)['meta']['iter'] == 2
+
+
+class _RisingMetric(BaseMetric):
+    """'score' = the number of validations so far: every one is a best."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def process(self, data_batch, data_samples):
+        self.results.append(0)
+
+    def compute_metrics(self, results):
+        self.calls += 1
+        return dict(score=float(self.calls))
+
+
+class _ToyValModel(_ToyModel):
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        if mode == 'loss':
+            return super().forward(inputs, data_samples, mode)
+        return [dict() for _ in inputs]
+
+
+def test_crash_during_best_save_keeps_previous_best(tmp_path, monkeypatch):
+    """save_best: MMEngine removed best_score_iter_2 *before* writing
+    best_score_iter_4, so a crash then left no best checkpoint."""
+    loader = dict(
+        dataset=_ToyDataset(),
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        batch_size=2,
+        num_workers=0)
+    runner = Runner(
+        model=_ToyValModel(),
+        work_dir=str(tmp_path),
+        train_dataloader=loader,
+        val_dataloader=loader,
+        val_evaluator=Evaluator([_RisingMetric()]),
+        val_cfg=dict(),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        train_cfg=dict(by_epoch=False, max_iters=4, val_interval=2),
+        default_hooks=dict(
+            checkpoint=dict(
+                type='CheckpointHook', interval=100, by_epoch=False,
+                save_last=False, save_best='score', rule='greater')),
+        default_scope='mmengine',
+        experiment_name='atomic_best_checkpoint_crash')
+    real_save = torch.save
+    saves = []
+
+    def crash_on_second_best(obj, f, *args, **kwargs):
+        name = os.path.basename(getattr(f, 'name', ''))
+        saves.append(name)
+        if '.best_score_iter_4.pth.' in name:
+            half_save_then_crash(obj, f)
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, 'save', crash_on_second_best)
+    with pytest.raises(_Crash):
+        runner.train()
+    monkeypatch.undo()
+    assert any('.best_score_iter_2.pth.' in n for n in saves)
+    names = sorted(n for n in os.listdir(tmp_path) if n.endswith('.pth'))
+    assert names == ['best_score_iter_2.pth']
+    best = torch.load(tmp_path / names[0], weights_only=True)
+    assert best['meta']['iter'] == 2
+
+
+def test_best_save_still_removes_the_previous_best(tmp_path):
+    """Without a crash the old best goes, as in MMEngine: one best file."""
+    loader = dict(
+        dataset=_ToyDataset(),
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        batch_size=2,
+        num_workers=0)
+    Runner(
+        model=_ToyValModel(),
+        work_dir=str(tmp_path),
+        train_dataloader=loader,
+        val_dataloader=loader,
+        val_evaluator=Evaluator([_RisingMetric()]),
+        val_cfg=dict(),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        train_cfg=dict(by_epoch=False, max_iters=6, val_interval=2),
+        default_hooks=dict(
+            checkpoint=dict(
+                type='CheckpointHook', interval=2, by_epoch=False,
+                max_keep_ckpts=1, save_best='score', rule='greater')),
+        default_scope='mmengine',
+        experiment_name='atomic_best_checkpoint_ok').train()
+    names = sorted(n for n in os.listdir(tmp_path) if n.endswith('.pth'))
+    assert names == ['best_score_iter_6.pth', 'iter_6.pth']
