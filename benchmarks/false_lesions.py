@@ -17,7 +17,10 @@ model predicts with (Hermes: the teacher):
 - the pixel pseudo-label effect of weighting the lesion probability by
   ``1 - P(lesion-free classes)``: of the images with any reliable lesion
   pixel (``>= tau_high`` of the lesion class), the share that lose all of
-  them, for lesion-free images and for images with a lesion.
+  them, for lesion-free images and for images with a lesion;
+- the predicted lesion area (fraction of the image) on false-lesion images
+  and on lesion images, and how well it separates them (ROC AUC): the
+  basis of ``test_cfg.min_lesion_area``.
 
 Thresholds are the checkpoint's (HermesSegmentor's adaptive state) unless
 ``--tau-pixel`` / ``--tau-image`` are given. Writes a JSON record and prints
@@ -136,7 +139,8 @@ def per_image(samples, lesion_index: int, lesion_free: Sequence[int],
                 argmax_lesion_free=int(torch.argmax(score)) in lesion_free,
                 p_lesion_free=p_free,
                 reliable_lesion_px=int(reliable.sum()),
-                fused_reliable_lesion_px=int(fused.sum())))
+                fused_reliable_lesion_px=int(fused.sum()),
+                pred_lesion_area=float(pred.float().mean())))
     return rows
 
 
@@ -171,7 +175,24 @@ def summarise(rows: List[Dict[str, Any]], tau_image: float) -> dict:
             argmax_pct=share([r['argmax_lesion_free'] for r in lesion]),
             reliable_pct=share(
                 [r['p_lesion_free'] >= tau_image for r in lesion])),
-        fusion_erases=dict(lesion_free=erased(free), lesion=erased(lesion)))
+        fusion_erases=dict(lesion_free=erased(free), lesion=erased(lesion)),
+        predicted_area=area_separation(
+            false, [r for r in lesion if r['predicts_lesion']]))
+
+
+def area_separation(false: List[dict], true: List[dict]) -> dict:
+    """Predicted lesion area (fraction of the image) on false-lesion
+    images vs lesion images with a predicted lesion: medians and the ROC
+    AUC of the area as a "true lesion" score (None without both kinds)."""
+    from sklearn.metrics import roc_auc_score
+
+    neg = [r['pred_lesion_area'] for r in false]
+    pos = [r['pred_lesion_area'] for r in true]
+    return dict(
+        false_lesion_median=float(np.median(neg)) if neg else None,
+        lesion_median=float(np.median(pos)) if pos else None,
+        auc=float(roc_auc_score([0] * len(neg) + [1] * len(pos), neg + pos))
+        if neg and pos else None)
 
 
 def main(argv=None) -> dict:
@@ -233,6 +254,11 @@ def main(argv=None) -> dict:
     def pct(value):
         return '-' if value is None else f'{value:.1f}'
 
+    def area_pct(value):
+        return None if value is None else 100 * value
+
+    area = summary['predicted_area']
+
     print(
         table(['quantity', 'value'], [
             ['lesion-free / lesion images',
@@ -253,6 +279,11 @@ def main(argv=None) -> dict:
              pct(fused['lesion_free']['all_erased_pct'])],
             ['  the same, lesion images %',
              pct(fused['lesion']['all_erased_pct'])],
+            ['predicted lesion area %, median: false lesions / lesions',
+             f'{pct(area_pct(area["false_lesion_median"]))} / '
+             f'{pct(area_pct(area["lesion_median"]))}'],
+            ['  AUC of the area, false vs true lesions',
+             '-' if area['auc'] is None else f'{area["auc"]:.3f}'],
         ]))
     print(f'({record["wall_time_s"]:.0f} s)')
     if args.out:

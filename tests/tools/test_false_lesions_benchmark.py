@@ -27,8 +27,10 @@ def bench():
     return module
 
 
-def row(has_lesion, predicts, argmax_free, p_free, reliable, fused):
+def row(has_lesion, predicts, argmax_free, p_free, reliable, fused,
+        area=0.0):
     return dict(
+        pred_lesion_area=area,
         img_path='x.png',
         has_lesion=has_lesion,
         predicts_lesion=predicts,
@@ -41,13 +43,13 @@ def row(has_lesion, predicts, argmax_free, p_free, reliable, fused):
 def test_summary_by_hand(bench):
     rows = [
         # lesion-free: 3 of 4 with a false lesion
-        row(False, True, True, 0.9, 10, 0),  # classifier vetoes, reliably
-        row(False, True, True, 0.6, 10, 4),  # argmax only; fusion keeps 4
-        row(False, True, False, 0.1, 0, 0),  # no reliable lesion pixel
+        row(False, True, True, 0.9, 10, 0, 0.01),  # vetoed, reliably
+        row(False, True, True, 0.6, 10, 4, 0.02),  # argmax only; keeps 4
+        row(False, True, False, 0.1, 0, 0, 0.05),  # no reliable lesion px
         row(False, False, True, 0.95, 0, 0),
         # with a lesion: 1 of 2 classified lesion-free (not reliably)
-        row(True, True, False, 0.0, 50, 50),
-        row(True, True, True, 0.7, 50, 0),
+        row(True, True, False, 0.0, 50, 50, 0.04),
+        row(True, True, True, 0.7, 50, 0, 0.10),
     ]
     s = bench.summarise(rows, tau_image=0.8)
     assert (s['lesion_free_images'], s['lesion_images']) == (4, 2)
@@ -64,8 +66,12 @@ def test_summary_by_hand(bench):
     assert free['all_erased_pct'] == pytest.approx(50.0)
     assert s['fusion_erases']['lesion']['all_erased_pct'] == \
         pytest.approx(50.0)
+    # area: medians, and AUC = 5 of the 6 (true, false) pairs ordered
+    assert s['predicted_area'] == pytest.approx(
+        dict(false_lesion_median=0.02, lesion_median=0.07, auc=5 / 6))
     # no image of a kind: None, not a division by zero
     assert bench.summarise(rows[4:], 0.8)['false_lesion_pct'] is None
+    assert bench.summarise(rows[4:], 0.8)['predicted_area']['auc'] is None
 
 
 def test_end_to_end_tiny_hermes(bench, tmp_path, monkeypatch):
@@ -103,3 +109,5 @@ def test_end_to_end_tiny_hermes(bench, tmp_path, monkeypatch):
     for r in rows:
         assert 0.0 <= r['p_lesion_free'] <= 1.0 + 1e-6
         assert 0 <= r['fused_reliable_lesion_px'] <= r['reliable_lesion_px']
+        assert 0.0 <= r['pred_lesion_area'] <= 1.0
+        assert (r['pred_lesion_area'] > 0) == r['predicts_lesion']

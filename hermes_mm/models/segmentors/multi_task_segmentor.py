@@ -23,6 +23,7 @@ from torch import Tensor
 from hermes_mm.registry import MODELS
 from ..necks.task_features import TaskFeatures
 from ..utils.finite_losses import FiniteLossesMixin
+from ..utils.small_components import check_min_area, remove_small_components
 
 
 def rename_loss_keys(losses: Dict[str, Tensor],
@@ -90,6 +91,10 @@ class MultiTaskSegmentor(FiniteLossesMixin, EncoderDecoder):
         test_cfg (dict, optional): MMSeg test config; ``mode`` 'whole' or
             'slide'. In 'whole' mode both tasks share one forward pass; in
             'slide' mode classification uses one extra whole-image pass.
+            Optional ``min_lesion_area`` (fraction of the image, default 0:
+            off): predicted foreground components smaller than this become
+            background in ``pred_sem_seg``
+            (:func:`~hermes_mm.models.utils.remove_small_components`).
         data_preprocessor (dict, optional): Usually ``SegDataPreProcessor``.
         pretrained (str, optional): Backbone checkpoint (MMSeg convention).
         init_cfg (dict, optional): Initialisation config.
@@ -114,6 +119,7 @@ class MultiTaskSegmentor(FiniteLossesMixin, EncoderDecoder):
         # MMSeg's slide inference reads ``test_cfg.mode`` as an attribute:
         # a plain dict (a model built from Python, not a Config) crashes it.
         test_cfg = ConfigDict(test_cfg)
+        check_min_area(test_cfg.get('min_lesion_area', 0))
         super().__init__(
             backbone=backbone,
             decode_head=decode_head,
@@ -291,6 +297,11 @@ class MultiTaskSegmentor(FiniteLossesMixin, EncoderDecoder):
         batch_img_metas = self._batch_img_metas(inputs, data_samples)
         seg_logits, cls_logits = self.inference_both(inputs, batch_img_metas)
         data_samples = self.postprocess_result(seg_logits, data_samples)
+        min_area = self.test_cfg.get('min_lesion_area', 0)
+        if min_area:
+            for sample in data_samples:
+                sample.pred_sem_seg.data = remove_small_components(
+                    sample.pred_sem_seg.data, min_area)
         return self.postprocess_cls_result(cls_logits, data_samples)
 
     def _forward(self,

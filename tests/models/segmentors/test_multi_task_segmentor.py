@@ -184,6 +184,31 @@ def test_predict_at_original_size(models, key):
         assert torch.equal(pred.gt_sem_seg.data, samples[i].gt_sem_seg.data)
 
 
+def test_min_lesion_area_filters_the_predicted_mask(models, monkeypatch):
+    """Logits with a 16x16 lesion and a 2x2 speck: at 1 % of the image
+    (10.24 px) only the speck goes; logits and class scores are kept."""
+    model = models[('pretrain_uper', 'split')].eval()
+    samples, x = _samples(2)
+    seg = torch.zeros(2, 2, S, S)
+    seg[:, 1, 4:20, 4:20] = 5.0
+    seg[:, 1, 28:30, 28:30] = 5.0
+    cls = torch.randn(2, NUM_CLS)
+    monkeypatch.setattr(model, 'inference_both', lambda *args: (seg, cls))
+    plain = model.predict(x, copy.deepcopy(samples))
+    monkeypatch.setitem(model.test_cfg, 'min_lesion_area', 0.01)
+    filtered = model.predict(x, copy.deepcopy(samples))
+    expected = torch.zeros(1, S, S, dtype=torch.long)
+    expected[0, 4:20, 4:20] = 1
+    for a, b in zip(plain, filtered):
+        assert int(a.pred_sem_seg.data.sum()) == 16 * 16 + 4
+        assert torch.equal(b.pred_sem_seg.data, expected)
+        assert torch.equal(a.seg_logits.data, b.seg_logits.data)
+        assert torch.equal(a.pred_score, b.pred_score)
+    with pytest.raises(ValueError, match='test_cfg.min_lesion_area'):
+        _build('v1c_fcn', 'split',
+               test_cfg=dict(mode='whole', min_lesion_area=5))
+
+
 def test_predict_without_samples(models):
     model = models[('v1c_fcn', 'split')].eval()
     _, x = _samples(1)

@@ -1,0 +1,158 @@
+"""Re-test quality-benchmark checkpoints with small lesion components
+removed (``test_cfg.min_lesion_area``), area taken from the labelled data.
+
+For every run of a ``benchmarks/quality.py`` output folder (same
+``--out-dir/--ratios/--seeds/--variants`` arguments) this script
+
+1. finds the smallest lesion among the run's *labelled* training images
+   (union of the image's masks, as a fraction of the image area): that is
+   the run's ``min_lesion_area``, so the rule uses only what the model was
+   trained on, the same for every variant of a seed (same split);
+2. tests the run's checkpoint again on the quality benchmark's held-out
+   synthetic set with ``--cfg-options <segmentor>.test_cfg.min_lesion_area=A``
+   (:func:`hermes_mm.models.utils.remove_small_components`);
+3. writes ``<out-dir>/small_components/results.{json,md}``: the same tables
+   and paired differences as ``quality.py``, on the filtered predictions,
+   next to the unfiltered held-out numbers of ``quality.py``.
+
+Checkpoints are not changed; each run's filtered metrics are kept in
+``RUN/heldout_small_components.json`` (reused unless ``--force``)::
+
+    python benchmarks/small_components.py --iters 2400 --ratios 0.125 \\
+        --seeds 0 1 2 3 4 5 6 7 --variants supervised hermes \\
+        --out-dir benchmarks/runs/q2400
+"""
+import argparse
+import importlib.util
+import os
+import os.path as osp
+import shlex
+import sys
+import time
+from typing import Any, Dict
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _common import REPO_ROOT, environment, read_json, write_json  # noqa
+
+
+def load_quality():
+    """``benchmarks/quality.py`` as a module (its runs, tables, tests)."""
+    spec = importlib.util.spec_from_file_location(
+        'quality_benchmark',
+        osp.join(REPO_ROOT, 'benchmarks', 'quality.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def labelled_min_lesion_area(config: str) -> Dict[str, Any]:
+    """The smallest lesion area (fraction) of the labelled training images
+    of ``config`` (:func:`hermes_mm.datasets.lesion_areas
+    .labelled_lesion_areas`)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from hermes_mm.datasets.lesion_areas import (labelled_lesion_areas,
+                                                 lesion_area_summary)
+
+    init_default_scope('mmseg')
+    summary = lesion_area_summary(labelled_lesion_areas(
+        Config.fromfile(config)))
+    return dict(min_lesion_area=summary['min'],
+                labelled_lesions=summary['labelled_lesions'],
+                median_lesion_area=summary['median'])
+
+
+def area_option(config: str, area: float) -> str:
+    """The ``--cfg-options`` key of the predicting segmentor's test_cfg."""
+    from mmengine.config import Config
+    model = Config.fromfile(config).model
+    prefix = 'model.segmentor' if 'segmentor' in model else 'model'
+    return f'{prefix}.test_cfg.min_lesion_area={area!r}'
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--force', action='store_true',
+                   help='re-test runs that have filtered metrics already')
+    own, rest = p.parse_known_args(argv)
+    quality = load_quality()
+    args = quality.parse_args(rest)
+    if not args.heldout_num:
+        raise SystemExit('needs the synthetic held-out set '
+                         '(--heldout-num > 0, no --data-root)')
+    import hermes_mm  # noqa: F401
+    start = time.perf_counter()
+    records, filtered = [], []
+    for variant, ratio, seed in quality.planned_runs(args):
+        wd = quality.run_dir(args, variant, ratio, seed)
+        path = osp.join(wd, 'run.json')
+        if not osp.exists(path):
+            raise SystemExit(f'{path} missing: run benchmarks/quality.py '
+                             'with the same arguments first')
+        record = read_json(path)
+        if record.get('status') != 'ok':
+            raise SystemExit(f'{path}: status {record.get("status")!r}')
+        prior = labelled_min_lesion_area(record['config'])
+        out = osp.join(wd, 'heldout_small_components.json')
+        cmd = [
+            sys.executable, 'tools/test.py', record['config'],
+            record['checkpoint'], '--work-dir',
+            osp.join(wd, 'test_small_components'), '--out-metrics', out
+        ] + quality.heldout_options(args) + [
+            area_option(record['config'], prior['min_lesion_area'])
+        ]
+        print(f'{variant} seed {seed}: min lesion area '
+              f'{prior["min_lesion_area"]:.4f} '
+              f'({prior["labelled_lesions"]} labelled lesions)', flush=True)
+        secs = 0.0
+        if own.force or not osp.exists(out):
+            if osp.exists(out):
+                os.remove(out)
+            code, secs = quality.run_cmd(
+                cmd, osp.join(wd, 'small_components.log'), args.timeout)
+            if code != 0 or not osp.exists(out):
+                raise SystemExit(f'test failed ({code}): '
+                                 f'{shlex.join(cmd)}\n'
+                                 + quality.tail(
+                                     osp.join(wd, 'small_components.log')))
+        records.append(record)
+        filtered.append(
+            dict(record, heldout_metrics=read_json(out), small_components=dict(
+                prior, test_cmd=shlex.join(cmd), test_wall_s=secs)))
+    env = environment()
+    result = dict(
+        benchmark='small_components',
+        environment=env,
+        args=vars(args),
+        runs=[r['small_components'] | dict(variant=r['variant'],
+                                           seed=r['seed'],
+                                           ratio=r['ratio'],
+                                           heldout_metrics=r[
+                                               'heldout_metrics'])
+              for r in filtered],
+        summary_unfiltered=quality.summarise(args, records),
+        summary_filtered=quality.summarise(args, filtered),
+        wall_time_s=time.perf_counter() - start)
+    out_dir = osp.join(args.out_dir, 'small_components')
+    os.makedirs(out_dir, exist_ok=True)
+    write_json(osp.join(out_dir, 'results.json'), result)
+    areas = ', '.join(
+        f'seed {r["seed"]}: {r["small_components"]["min_lesion_area"]:.4f}'
+        for r in filtered if r['variant'] == args.variants[0])
+    md = ('# Small lesion components removed (held-out set)\n\n'
+          'Each run re-tested with `test_cfg.min_lesion_area` = the '
+          'smallest lesion of its labelled training images (fraction of '
+          f'the image; {areas}). Only the held-out tables apply; the split '
+          'tables repeat the unfiltered quality.py numbers.\n\n'
+          + quality.markdown(args, result['summary_filtered'], env))
+    with open(osp.join(out_dir, 'results.md'), 'w') as f:
+        f.write(md + '\n')
+    print('\n' + md)
+    print(f'\nwrote {out_dir}/results.json, results.md '
+          f'({time.perf_counter() - start:.0f}s)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
