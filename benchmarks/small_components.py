@@ -73,9 +73,17 @@ def area_option(config: str, area: float) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--area-scale', type=float, default=1.0,
+                   help='min_lesion_area = this x the smallest labelled '
+                   'lesion (default 1; results go to small_components_x<S> '
+                   'when not 1)')
     p.add_argument('--force', action='store_true',
                    help='re-test runs that have filtered metrics already')
     own, rest = p.parse_known_args(argv)
+    if not own.area_scale > 0:
+        raise SystemExit(f'--area-scale must be > 0, got {own.area_scale}')
+    tag = 'small_components' + (
+        '' if own.area_scale == 1 else f'_x{own.area_scale:g}')
     quality = load_quality()
     args = quality.parse_args(rest)
     if not args.heldout_num:
@@ -94,32 +102,34 @@ def main(argv=None):
         if record.get('status') != 'ok':
             raise SystemExit(f'{path}: status {record.get("status")!r}')
         prior = labelled_min_lesion_area(record['config'])
-        out = osp.join(wd, 'heldout_small_components.json')
+        area = own.area_scale * prior['min_lesion_area']
+        out = osp.join(wd, f'heldout_{tag}.json')
         cmd = [
             sys.executable, 'tools/test.py', record['config'],
             record['checkpoint'], '--work-dir',
-            osp.join(wd, 'test_small_components'), '--out-metrics', out
+            osp.join(wd, f'test_{tag}'), '--out-metrics', out
         ] + quality.heldout_options(args) + [
-            area_option(record['config'], prior['min_lesion_area'])
+            area_option(record['config'], area)
         ]
-        print(f'{variant} seed {seed}: min lesion area '
-              f'{prior["min_lesion_area"]:.4f} '
+        print(f'{variant} seed {seed}: min lesion area {area:.4f} = '
+              f'{own.area_scale:g} x {prior["min_lesion_area"]:.4f} '
               f'({prior["labelled_lesions"]} labelled lesions)', flush=True)
         secs = 0.0
         if own.force or not osp.exists(out):
             if osp.exists(out):
                 os.remove(out)
             code, secs = quality.run_cmd(
-                cmd, osp.join(wd, 'small_components.log'), args.timeout)
+                cmd, osp.join(wd, f'{tag}.log'), args.timeout)
             if code != 0 or not osp.exists(out):
                 raise SystemExit(f'test failed ({code}): '
                                  f'{shlex.join(cmd)}\n'
                                  + quality.tail(
-                                     osp.join(wd, 'small_components.log')))
+                                     osp.join(wd, f'{tag}.log')))
         records.append(record)
         filtered.append(
             dict(record, heldout_metrics=read_json(out), small_components=dict(
-                prior, test_cmd=shlex.join(cmd), test_wall_s=secs)))
+                prior, area_scale=own.area_scale, min_lesion_area_used=area,
+                test_cmd=shlex.join(cmd), test_wall_s=secs)))
     env = environment()
     result = dict(
         benchmark='small_components',
@@ -134,17 +144,18 @@ def main(argv=None):
         summary_unfiltered=quality.summarise(args, records),
         summary_filtered=quality.summarise(args, filtered),
         wall_time_s=time.perf_counter() - start)
-    out_dir = osp.join(args.out_dir, 'small_components')
+    out_dir = osp.join(args.out_dir, tag)
     os.makedirs(out_dir, exist_ok=True)
     write_json(osp.join(out_dir, 'results.json'), result)
     areas = ', '.join(
         f'seed {r["seed"]}: {r["small_components"]["min_lesion_area"]:.4f}'
         for r in filtered if r['variant'] == args.variants[0])
     md = ('# Small lesion components removed (held-out set)\n\n'
-          'Each run re-tested with `test_cfg.min_lesion_area` = the '
-          'smallest lesion of its labelled training images (fraction of '
-          f'the image; {areas}). Only the held-out tables apply; the split '
-          'tables repeat the unfiltered quality.py numbers.\n\n'
+          'Each run re-tested with `test_cfg.min_lesion_area` = '
+          f'{own.area_scale:g} x the smallest lesion of its labelled '
+          f'training images (fraction of the image; smallest: {areas}). '
+          'Only the held-out tables apply; the split tables repeat the '
+          'unfiltered quality.py numbers.\n\n'
           + quality.markdown(args, result['summary_filtered'], env))
     with open(osp.join(out_dir, 'results.md'), 'w') as f:
         f.write(md + '\n')

@@ -8,7 +8,11 @@ Examples::
 
 Prints the number of labelled lesions, the smallest, the 5th percentile and
 the median area as a fraction of the image, and the ``--cfg-options`` that
-sets the smallest as ``min_lesion_area`` for tools/test.py or train.py.
+sets ``--scale`` x the smallest as ``min_lesion_area`` for tools/test.py or
+train.py. The default scale 0.5 leaves a margin for lesions smaller than
+any labelled one and for a model that predicts a lesion in pieces: on the
+600-iteration demo checkpoint, 1 x the smallest cut the test Dice from 79.1
+to 64.9 while 0.5 x gave 79.6 (README "Results").
 """
 import argparse
 import json
@@ -32,6 +36,9 @@ def parse_args(argv=None):
     p.add_argument('--split-file', help='as in tools/train.py')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='as in tools/train.py')
+    p.add_argument('--scale', type=float, default=0.5,
+                   help='min_lesion_area = scale x the smallest labelled '
+                   'lesion (default 0.5)')
     p.add_argument('--json', action='store_true',
                    help='print the summary as JSON only')
     return p.parse_args(argv)
@@ -39,6 +46,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not 0 < args.scale <= 1:
+        raise SystemExit(f'--scale must be in (0, 1], got {args.scale}')
     cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -50,8 +59,9 @@ def main(argv=None) -> int:
     except ValueError as err:
         raise SystemExit(f'{args.config}: {err}')
     prefix = 'model.segmentor' if 'segmentor' in cfg.model else 'model'
-    # rounded down, so the smallest labelled lesion would be kept
-    min_area = math.floor(summary['min'] * 1e4) / 1e4
+    # rounded down (at scale 1 the smallest labelled lesion stays)
+    min_area = math.floor(args.scale * summary['min'] * 1e4) / 1e4
+    summary['scale'] = args.scale
     summary['cfg_option'] = f'{prefix}.test_cfg.min_lesion_area={min_area}'
     if args.json:
         print(json.dumps(summary))
@@ -59,8 +69,8 @@ def main(argv=None) -> int:
     print(f'{summary["labelled_lesions"]} labelled lesions; area / image: '
           f'min {summary["min"]:.4f}, 5th percentile {summary["p5"]:.4f}, '
           f'median {summary["median"]:.4f}\n'
-          f'to drop smaller predicted components: --cfg-options '
-          f'{summary["cfg_option"]}')
+          f'to drop predicted components below {args.scale:g} x the '
+          f'smallest: --cfg-options {summary["cfg_option"]}')
     return 0
 
 

@@ -85,5 +85,6 @@ def test_tool_prints_summary_and_cfg_option(tiny_busi, split, tmp_path):
     assert summary['min'] == pytest.approx(smallest)
     key, value = summary['cfg_option'].split('=')
     assert key == 'model.segmentor.test_cfg.min_lesion_area'
-    # rounded down to 4 decimals: the smallest lesion stays
-    assert smallest - 1e-4 < float(value) <= smallest
+    # default: half the smallest, rounded down to 4 decimals
+    assert summary['scale'] == 0.5
+    assert smallest / 2 - 1e-4 < float(value) <= smallest / 2
