@@ -25,6 +25,8 @@ from mmengine.registry import init_default_scope
 import hermes_mm  # noqa: F401  (registers the datasets)
 from hermes_mm.datasets.lesion_areas import (labelled_lesion_areas,
                                              lesion_area_summary)
+from hermes_mm.models.segmentors import MultiTaskSegmentor
+from hermes_mm.registry import MODELS
 from hermes_mm.utils.config_utils import load_config, rewrite_datasets
 
 
@@ -54,11 +56,19 @@ def main(argv=None) -> int:
     rewrite_datasets(cfg, data_root=args.data_root,
                      split_file=args.split_file)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
+    prefix = 'model.segmentor' if 'segmentor' in cfg.model else 'model'
+    seg_type = (cfg.model.segmentor if 'segmentor' in cfg.model
+                else cfg.model).get('type')
+    seg_cls = MODELS.get(seg_type) if isinstance(seg_type, str) else None
+    if seg_cls is None or not issubclass(seg_cls, MultiTaskSegmentor):
+        raise SystemExit(
+            f'{args.config}: {prefix}.type is {seg_type!r}; only a '
+            'MultiTaskSegmentor (or HermesSegmentor around one) reads '
+            'test_cfg.min_lesion_area')
     try:
         summary = lesion_area_summary(labelled_lesion_areas(cfg))
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # no labelled lesion; bad paths
         raise SystemExit(f'{args.config}: {err}')
-    prefix = 'model.segmentor' if 'segmentor' in cfg.model else 'model'
     # rounded down (at scale 1 the smallest labelled lesion stays)
     min_area = math.floor(args.scale * summary['min'] * 1e4) / 1e4
     summary['scale'] = args.scale

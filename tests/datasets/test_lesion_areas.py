@@ -1,5 +1,6 @@
 """Lesion areas of the labelled training images (hermes_mm.datasets
 .lesion_areas) and tools/lesion_areas.py, on the hand-made tiny BUSI."""
+import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -19,7 +20,8 @@ LOADING = [dict(type='LoadImageFromFile'),
            dict(type='LoadMultiTaskAnnotations')]
 
 
-def busi_cfg(root, split_file, subsets=('labeled', 'unlabeled')):
+def busi_cfg(root, split_file, subsets=('labeled', 'unlabeled'),
+             segmentor='MultiTaskSegmentor'):
     datasets = [
         dict(type='BUSIDataset', data_root=root, split_file=split_file,
              subset=subset,
@@ -27,7 +29,7 @@ def busi_cfg(root, split_file, subsets=('labeled', 'unlabeled')):
         for subset in subsets
     ]
     return Config(dict(
-        model=dict(type='HermesSegmentor', segmentor=dict()),
+        model=dict(type='HermesSegmentor', segmentor=dict(type=segmentor)),
         train_dataloader=dict(dataset=dict(type='ConcatDataset',
                                            datasets=datasets))))
 
@@ -88,3 +90,19 @@ def test_tool_prints_summary_and_cfg_option(tiny_busi, split, tmp_path):
     # default: half the smallest, rounded down to 4 decimals
     assert summary['scale'] == 0.5
     assert smallest / 2 - 1e-4 < float(value) <= smallest / 2
+
+
+def test_tool_refuses_a_segmentor_that_ignores_the_option(
+        tiny_busi, split, tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        'lesion_areas_tool', osp.join(REPO, 'tools', 'lesion_areas.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    _, path = split
+    cfg_file = str(tmp_path / 'plain.py')
+    busi_cfg(tiny_busi.root, path, segmentor='EncoderDecoder').dump(cfg_file)
+    with pytest.raises(SystemExit, match="'EncoderDecoder'; only a "
+                       'MultiTaskSegmentor'):
+        tool.main([cfg_file])
+    with pytest.raises(SystemExit, match='--scale'):
+        tool.main([cfg_file, '--scale', '0'])
