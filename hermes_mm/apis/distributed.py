@@ -136,7 +136,27 @@ def setup_cpu_distributed(cfg: Config,
     return True
 
 
+def shutdown_distributed() -> bool:
+    """Destroy the default process group, if any, before the process exits.
+
+    MMEngine's Runner creates the process group but never destroys it, so
+    its communication threads are torn down with the interpreter; gloo then
+    sometimes aborts a rank after training has finished and every file is
+    written ("terminate called without an active exception", SIGABRT: the
+    teardown race of pytorch/pytorch#65231; seen here once in ~40 two-rank
+    CPU runs), and torchrun reports the whole run as failed. ``tools/
+    train.py`` and ``tools/test.py`` call this after the runner returns.
+
+    Returns:
+        bool: Whether a process group was destroyed.
+    """
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return False
+    torch_dist.destroy_process_group()
+    return True
+
+
 __all__ = [
     'cpu_distributed_cfg', 'init_cpu_process_group', 'revert_sync_bn_cfg',
-    'setup_cpu_distributed'
+    'setup_cpu_distributed', 'shutdown_distributed'
 ]

@@ -20,7 +20,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from hermes_mm.apis import (cpu_distributed_cfg, revert_sync_bn_cfg,
-                            setup_cpu_distributed)
+                            setup_cpu_distributed, shutdown_distributed)
 from hermes_mm.datasets.synthetic_busi_dataset import ensure_synthetic_busi
 from hermes_mm.engine.hooks.sync_norm_stats_hook import (SyncNormStatsHook,
                                                          norm_running_stats)
@@ -167,7 +167,10 @@ def dist_train(tmp_path, cfg_file, work_dir, data_root, *extra):
                           text=True,
                           timeout=400)
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-4000:]
+    if proc.returncode != 0:  # keep the failing rank's own error in view
+        with open(tmp_path / 'dist_train_failure.log', 'w') as f:
+            f.write(output)
+    assert proc.returncode == 0, output[-12000:]
     return output
 
 
@@ -283,3 +286,17 @@ def test_slurm_scripts(tmp_path, script, args, expected):
     assert '--ntasks=16' in line and '--ntasks-per-node=8' in line
     command = ' '.join(line[line.index('-u') + 1:])
     assert command == osp.join(REPO, expected)
+
+
+def test_shutdown_distributed_destroys_the_group_once(tmp_path):
+    """One-process gloo group: destroyed, then a no-op (tools/train.py and
+    tools/test.py call it after the runner, also without a launcher)."""
+    import torch.distributed as dist
+    assert not shutdown_distributed()  # no group: nothing to do
+    dist.init_process_group(
+        'gloo', init_method=f'file://{tmp_path / "store"}', rank=0,
+        world_size=1)
+    assert dist.is_initialized()
+    assert shutdown_distributed()
+    assert not dist.is_initialized()
+    assert not shutdown_distributed()
