@@ -23,7 +23,6 @@ Checkpoints are not changed; each run's filtered metrics are kept in
         --out-dir benchmarks/runs/q2400
 """
 import argparse
-import importlib.util
 import os
 import os.path as osp
 import shlex
@@ -32,17 +31,8 @@ import time
 from typing import Any, Dict
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import REPO_ROOT, environment, read_json, write_json  # noqa
-
-
-def load_quality():
-    """``benchmarks/quality.py`` as a module (its runs, tables, tests)."""
-    spec = importlib.util.spec_from_file_location(
-        'quality_benchmark',
-        osp.join(REPO_ROOT, 'benchmarks', 'quality.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import quality  # noqa: E402  (its runs, tables and paired differences)
+from _common import environment, read_json, write_json  # noqa: E402
 
 
 def labelled_min_lesion_area(config: str) -> Dict[str, Any]:
@@ -64,11 +54,11 @@ def labelled_min_lesion_area(config: str) -> Dict[str, Any]:
 
 
 def area_option(config: str, area: float) -> str:
-    """The ``--cfg-options`` key of the predicting segmentor's test_cfg."""
+    """``--cfg-options`` item setting ``min_lesion_area`` of ``config``."""
     from mmengine.config import Config
-    model = Config.fromfile(config).model
-    prefix = 'model.segmentor' if 'segmentor' in model else 'model'
-    return f'{prefix}.test_cfg.min_lesion_area={area!r}'
+
+    from hermes_mm.models.utils import min_lesion_area_key
+    return f'{min_lesion_area_key(Config.fromfile(config).model)}={area!r}'
 
 
 def main(argv=None):
@@ -84,7 +74,6 @@ def main(argv=None):
         raise SystemExit(f'--area-scale must be > 0, got {own.area_scale}')
     tag = 'small_components' + (
         '' if own.area_scale == 1 else f'_x{own.area_scale:g}')
-    quality = load_quality()
     args = quality.parse_args(rest)
     if not args.heldout_num:
         raise SystemExit('needs the synthetic held-out set '

@@ -26,6 +26,7 @@ import hermes_mm  # noqa: F401  (registers the datasets)
 from hermes_mm.datasets.lesion_areas import (labelled_lesion_areas,
                                              lesion_area_summary)
 from hermes_mm.models.segmentors import MultiTaskSegmentor
+from hermes_mm.models.utils import min_lesion_area_key
 from hermes_mm.registry import MODELS
 from hermes_mm.utils.config_utils import load_config, rewrite_datasets
 
@@ -56,15 +57,14 @@ def main(argv=None) -> int:
     rewrite_datasets(cfg, data_root=args.data_root,
                      split_file=args.split_file)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
-    prefix = 'model.segmentor' if 'segmentor' in cfg.model else 'model'
-    seg_type = (cfg.model.segmentor if 'segmentor' in cfg.model
-                else cfg.model).get('type')
+    key = min_lesion_area_key(cfg.model)
+    seg_type = cfg.model.get('segmentor', cfg.model).get('type')
     seg_cls = MODELS.get(seg_type) if isinstance(seg_type, str) else None
     if seg_cls is None or not issubclass(seg_cls, MultiTaskSegmentor):
         raise SystemExit(
-            f'{args.config}: {prefix}.type is {seg_type!r}; only a '
-            'MultiTaskSegmentor (or HermesSegmentor around one) reads '
-            'test_cfg.min_lesion_area')
+            f'{args.config}: the predicting segmentor is {seg_type!r}; '
+            'only a MultiTaskSegmentor (or HermesSegmentor around one) '
+            f'reads {key}')
     try:
         summary = lesion_area_summary(labelled_lesion_areas(cfg))
     except (ValueError, OSError) as err:  # no labelled lesion; bad paths
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     # rounded down (at scale 1 the smallest labelled lesion stays)
     min_area = math.floor(args.scale * summary['min'] * 1e4) / 1e4
     summary['scale'] = args.scale
-    summary['cfg_option'] = f'{prefix}.test_cfg.min_lesion_area={min_area}'
+    summary['cfg_option'] = f'{key}={min_area}'
     if args.json:
         print(json.dumps(summary))
         return 0

@@ -182,29 +182,36 @@ class _ToyValModel(_ToyModel):
         return [dict() for _ in inputs]
 
 
-def test_crash_during_best_save_keeps_previous_best(tmp_path, monkeypatch):
-    """save_best: MMEngine removed best_score_iter_2 *before* writing
-    best_score_iter_4, so a crash then left no best checkpoint."""
+def _best_runner(work_dir, max_iters, name, **checkpoint):
+    """A toy run validated every 2 iterations, each one a new best
+    (``save_best='score'``); ``checkpoint``: more CheckpointHook args."""
     loader = dict(
         dataset=_ToyDataset(),
         sampler=dict(type='DefaultSampler', shuffle=False),
         batch_size=2,
         num_workers=0)
-    runner = Runner(
+    return Runner(
         model=_ToyValModel(),
-        work_dir=str(tmp_path),
+        work_dir=str(work_dir),
         train_dataloader=loader,
         val_dataloader=loader,
         val_evaluator=Evaluator([_RisingMetric()]),
         val_cfg=dict(),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        train_cfg=dict(by_epoch=False, max_iters=4, val_interval=2),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=2),
         default_hooks=dict(
             checkpoint=dict(
-                type='CheckpointHook', interval=100, by_epoch=False,
-                save_last=False, save_best='score', rule='greater')),
+                type='CheckpointHook', by_epoch=False, save_best='score',
+                rule='greater', **checkpoint)),
         default_scope='mmengine',
-        experiment_name='atomic_best_checkpoint_crash')
+        experiment_name=name)
+
+
+def test_crash_during_best_save_keeps_previous_best(tmp_path, monkeypatch):
+    """save_best: MMEngine removed best_score_iter_2 *before* writing
+    best_score_iter_4, so a crash then left no best checkpoint."""
+    runner = _best_runner(tmp_path, 4, 'atomic_best_checkpoint_crash',
+                          interval=100, save_last=False)
     real_save = torch.save
     saves = []
 
@@ -228,25 +235,7 @@ def test_crash_during_best_save_keeps_previous_best(tmp_path, monkeypatch):
 
 def test_best_save_still_removes_the_previous_best(tmp_path):
     """Without a crash the old best goes, as in MMEngine: one best file."""
-    loader = dict(
-        dataset=_ToyDataset(),
-        sampler=dict(type='DefaultSampler', shuffle=False),
-        batch_size=2,
-        num_workers=0)
-    Runner(
-        model=_ToyValModel(),
-        work_dir=str(tmp_path),
-        train_dataloader=loader,
-        val_dataloader=loader,
-        val_evaluator=Evaluator([_RisingMetric()]),
-        val_cfg=dict(),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        train_cfg=dict(by_epoch=False, max_iters=6, val_interval=2),
-        default_hooks=dict(
-            checkpoint=dict(
-                type='CheckpointHook', interval=2, by_epoch=False,
-                max_keep_ckpts=1, save_best='score', rule='greater')),
-        default_scope='mmengine',
-        experiment_name='atomic_best_checkpoint_ok').train()
+    _best_runner(tmp_path, 6, 'atomic_best_checkpoint_ok', interval=2,
+                 max_keep_ckpts=1).train()
     names = sorted(n for n in os.listdir(tmp_path) if n.endswith('.pth'))
     assert names == ['best_score_iter_6.pth', 'iter_6.pth']

@@ -1,6 +1,5 @@
 """Lesion areas of the labelled training images (hermes_mm.datasets
 .lesion_areas) and tools/lesion_areas.py, on the hand-made tiny BUSI."""
-import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -93,11 +92,8 @@ def test_tool_prints_summary_and_cfg_option(tiny_busi, split, tmp_path):
 
 
 def test_tool_refuses_a_segmentor_that_ignores_the_option(
-        tiny_busi, split, tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        'lesion_areas_tool', osp.join(REPO, 'tools', 'lesion_areas.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+        tiny_busi, split, tmp_path, load_script):
+    tool = load_script('tools/lesion_areas.py')
     _, path = split
     cfg_file = str(tmp_path / 'plain.py')
     busi_cfg(tiny_busi.root, path, segmentor='EncoderDecoder').dump(cfg_file)

@@ -71,6 +71,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def dist_train(tmp_path, cfg_file, work_dir, data_root, *extra):
+    """``tools/dist_train.sh CFG 2`` (gloo, one thread per rank, modules in
+    ``tmp_path`` importable); asserts success, returns the output."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(tmp_path),
+        PORT=str(free_port()),
+        OMP_NUM_THREADS='1')
+    proc = subprocess.run([
+        'bash',
+        osp.join(REPO, 'tools', 'dist_train.sh'),
+        str(cfg_file), '2', '--work-dir',
+        str(work_dir), '--data-root', data_root, *extra
+    ],
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=400)
+    output = proc.stdout + proc.stderr
+    if proc.returncode != 0:  # keep the failing rank's own error in view
+        with open(tmp_path / 'dist_train_failure.log', 'w') as f:
+            f.write(output)
+    assert proc.returncode == 0, output[-12000:]
+    return output
+
+
 def test_dist_train_two_cpu_processes(tmp_path):
     data_root = ensure_synthetic_busi(str(tmp_path / 'data'), num=24, seed=0)
     (tmp_path / 'teacher_hash_hook.py').write_text(HASH_HOOK)
@@ -91,23 +117,7 @@ def test_dist_train_two_cpu_processes(tmp_path):
         val_cfg = None
         '''))
     work_dir = tmp_path / 'work'
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(tmp_path),
-        PORT=str(free_port()),
-        OMP_NUM_THREADS='1')
-    proc = subprocess.run([
-        'bash',
-        osp.join(REPO, 'tools', 'dist_train.sh'),
-        str(cfg_file), '2', '--work-dir',
-        str(work_dir), '--data-root', data_root
-    ],
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=400)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-4000:]
+    output = dist_train(tmp_path, cfg_file, work_dir, data_root)
     # SyncBN (the config's norm) ran as BN + statistics sync, with a warning.
     assert 'converted to BN for this CPU (gloo) run' in output
 
@@ -148,30 +158,6 @@ val_dataloader = None
 val_evaluator = None
 val_cfg = None
 '''
-
-
-def dist_train(tmp_path, cfg_file, work_dir, data_root, *extra):
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(tmp_path),
-        PORT=str(free_port()),
-        OMP_NUM_THREADS='1')
-    proc = subprocess.run([
-        'bash',
-        osp.join(REPO, 'tools', 'dist_train.sh'),
-        str(cfg_file), '2', '--work-dir',
-        str(work_dir), '--data-root', data_root, *extra
-    ],
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=400)
-    output = proc.stdout + proc.stderr
-    if proc.returncode != 0:  # keep the failing rank's own error in view
-        with open(tmp_path / 'dist_train_failure.log', 'w') as f:
-            f.write(output)
-    assert proc.returncode == 0, output[-12000:]
-    return output
 
 
 def test_dist_resume_restores_every_ranks_random_stream(tmp_path):

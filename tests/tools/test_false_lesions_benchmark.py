@@ -1,7 +1,6 @@
 """benchmarks/false_lesions.py: the summary arithmetic on hand-made rows,
 and one end-to-end run of a tiny seeded Hermes checkpoint on a freshly
 generated dev set (thresholds from the model, JSON written)."""
-import importlib.util
 import json
 import os.path as osp
 
@@ -18,13 +17,8 @@ TINY_HERMES = osp.join(REPO, 'tests', 'apis', 'configs', 'tiny_hermes.py')
 
 
 @pytest.fixture(scope='module')
-def bench():
-    spec = importlib.util.spec_from_file_location(
-        'false_lesions_benchmark',
-        osp.join(REPO, 'benchmarks', 'false_lesions.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script('benchmarks/false_lesions.py')
 
 
 def row(has_lesion, predicts, argmax_free, p_free, reliable, fused,

@@ -1,20 +1,13 @@
 """benchmarks/quality.py: the held-out synthetic test set (options, the
 training-seed clash check, the second results table). No training runs."""
-import importlib.util
 import os.path as osp
 
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
 
 @pytest.fixture(scope='module')
-def quality():
-    spec = importlib.util.spec_from_file_location(
-        'quality_benchmark', osp.join(REPO, 'benchmarks', 'quality.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def quality(load_script):
+    return load_script('benchmarks/quality.py')
 
 
 def test_heldout_defaults_and_options(quality, tmp_path):

@@ -2,23 +2,13 @@
 error before quality.py has produced the runs. (The re-test itself is
 tools/test.py with test_cfg.min_lesion_area, covered by
 tests/models/segmentors/test_multi_task_segmentor.py.)"""
-import importlib.util
-import os.path as osp
-
 import pytest
 from mmengine.config import Config
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
 
 @pytest.fixture(scope='module')
-def bench():
-    spec = importlib.util.spec_from_file_location(
-        'small_components_benchmark',
-        osp.join(REPO, 'benchmarks', 'small_components.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script('benchmarks/small_components.py')
 
 
 def test_area_option_targets_the_predicting_segmentor(bench, tmp_path):

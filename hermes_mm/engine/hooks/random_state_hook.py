@@ -102,17 +102,14 @@ class RandomStateHook(Hook):
                     hook.by_epoch != by_epoch:
                 continue
             if by_epoch:
-                due = hook.every_n_epochs(runner, hook.interval,
-                                          hook.save_begin) or (
-                                              hook.save_last and
-                                              hook.is_last_train_epoch(runner))
+                regular = hook.every_n_epochs(runner, hook.interval,
+                                              hook.save_begin)
+                last = hook.is_last_train_epoch(runner)
             else:
-                due = hook.every_n_train_iters(runner, hook.interval,
-                                               hook.save_begin) or (
-                                                   hook.save_last and
-                                                   hook.is_last_train_iter(
-                                                       runner))
-            if due:
+                regular = hook.every_n_train_iters(runner, hook.interval,
+                                                   hook.save_begin)
+                last = hook.is_last_train_iter(runner)
+            if regular or (hook.save_last and last):
                 return True
         return False
 

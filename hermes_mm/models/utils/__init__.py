@@ -5,12 +5,14 @@ from .finite_losses import (FiniteLossesMixin, NonFiniteLossError,
                             non_finite_terms)
 from .foreach_ema import ForeachExponentialMovingAverage
 from .ramp_schedule import RAMP_SHAPES, RampSchedule
-from .small_components import check_min_area, remove_small_components
+from .small_components import (check_min_area, min_lesion_area_key,
+                               remove_small_components)
 
 __all__ = [
     'FiniteLossesMixin', 'ForeachExponentialMovingAverage',
     'NonFiniteLossError', 'RAMP_SHAPES', 'RampSchedule',
     'Zones', 'binary_probs', 'check_min_area', 'cutmix_batch',
-    'dual_threshold_zones', 'non_finite_terms', 'remove_small_components',
+    'dual_threshold_zones', 'min_lesion_area_key', 'non_finite_terms',
+    'remove_small_components',
     'sample_box', 'zone_ratios'
 ]

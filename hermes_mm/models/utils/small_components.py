@@ -17,6 +17,14 @@ from scipy import ndimage
 from torch import Tensor
 
 
+def min_lesion_area_key(model_cfg) -> str:
+    """The config key of ``min_lesion_area`` for ``model_cfg``: wrappers
+    such as ``HermesSegmentor`` hold the predicting MultiTaskSegmentor under
+    ``segmentor``."""
+    prefix = 'model.segmentor' if 'segmentor' in model_cfg else 'model'
+    return f'{prefix}.test_cfg.min_lesion_area'
+
+
 def check_min_area(min_area, key: str = 'test_cfg.min_lesion_area'):
     """``min_area`` as a float in [0, 1) (a fraction of the image area)."""
     if isinstance(min_area, bool) or not isinstance(
