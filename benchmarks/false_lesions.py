@@ -20,7 +20,12 @@ model predicts with (Hermes: the teacher):
   them, for lesion-free images and for images with a lesion;
 - the predicted lesion area (fraction of the image) on false-lesion images
   and on lesion images, and how well it separates them (ROC AUC): the
-  basis of ``test_cfg.min_lesion_area``.
+  basis of ``test_cfg.min_lesion_area``;
+- who answers "is there a lesion?" better: the classifier (argmax is a
+  lesion class) or the predicted mask (any lesion pixel), and the image
+  accuracy (``pred_label``): the basis of ``test_cfg.lesion_classes``. Pass
+  the test options with ``--cfg-options`` (e.g.
+  ``model.segmentor.test_cfg.min_lesion_area=0.02``) to measure them.
 
 Thresholds are the checkpoint's (HermesSegmentor's adaptive state) unless
 ``--tau-pixel`` / ``--tau-image`` are given. Writes a JSON record and prints
@@ -134,6 +139,8 @@ def per_image(samples, lesion_index: int, lesion_free: Sequence[int],
         rows.append(
             dict(
                 img_path=sample.img_path,
+                gt_label=int(sample.gt_label),
+                pred_label=int(sample.pred_label),
                 has_lesion=bool(gt.any()),
                 predicts_lesion=bool(pred.any()),
                 argmax_lesion_free=int(torch.argmax(score)) in lesion_free,
@@ -177,7 +184,14 @@ def summarise(rows: List[Dict[str, Any]], tau_image: float) -> dict:
                 [r['p_lesion_free'] >= tau_image for r in lesion])),
         fusion_erases=dict(lesion_free=erased(free), lesion=erased(lesion)),
         predicted_area=area_separation(
-            false, [r for r in lesion if r['predicts_lesion']]))
+            false, [r for r in lesion if r['predicts_lesion']]),
+        lesion_question=dict(
+            classifier_correct_pct=share([
+                r['argmax_lesion_free'] != r['has_lesion'] for r in rows
+            ]),
+            mask_correct_pct=share(
+                [r['predicts_lesion'] == r['has_lesion'] for r in rows])),
+        accuracy_pct=share([r['pred_label'] == r['gt_label'] for r in rows]))
 
 
 def area_separation(false: List[dict], true: List[dict]) -> dict:
@@ -284,6 +298,10 @@ def main(argv=None) -> dict:
              f'{pct(area_pct(area["lesion_median"]))}'],
             ['  AUC of the area, false vs true lesions',
              '-' if area['auc'] is None else f'{area["auc"]:.3f}'],
+            ['lesion or not, answered right %: classifier / mask',
+             f'{pct(summary["lesion_question"]["classifier_correct_pct"])}'
+             f' / {pct(summary["lesion_question"]["mask_correct_pct"])}'],
+            ['image accuracy (pred_label) %', pct(summary['accuracy_pct'])],
         ]))
     print(f'({record["wall_time_s"]:.0f} s)')
     if args.out:

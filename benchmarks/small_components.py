@@ -15,6 +15,11 @@ For every run of a ``benchmarks/quality.py`` output folder (same
    and paired differences as ``quality.py``, on the filtered predictions,
    next to the unfiltered held-out numbers of ``quality.py``.
 
+With ``--lesion-classes 0 1`` each run is also tested with
+``test_cfg.lesion_classes`` (the filtered mask decides lesion vs lesion-free,
+the classifier the class within; :func:`hermes_mm.models.utils
+.mask_decides_lesion`), results in ``small_components[_x<S>]_mask_decides``.
+
 Checkpoints are not changed; each run's filtered metrics are kept in
 ``RUN/heldout_small_components.json`` (reused unless ``--force``)::
 
@@ -53,12 +58,18 @@ def labelled_min_lesion_area(config: str) -> Dict[str, Any]:
                 median_lesion_area=summary['median'])
 
 
-def area_option(config: str, area: float) -> str:
-    """``--cfg-options`` item setting ``min_lesion_area`` of ``config``."""
+def test_options(config: str, area: float, lesion_classes=None) -> list:
+    """``--cfg-options`` items setting ``min_lesion_area`` (and, when given,
+    ``lesion_classes``) of ``config``'s predicting segmentor."""
     from mmengine.config import Config
 
-    from hermes_mm.models.utils import min_lesion_area_key
-    return f'{min_lesion_area_key(Config.fromfile(config).model)}={area!r}'
+    from hermes_mm.models.utils import test_cfg_key
+    model = Config.fromfile(config).model
+    options = [f'{test_cfg_key(model, "min_lesion_area")}={area!r}']
+    if lesion_classes:
+        classes = ','.join(str(c) for c in lesion_classes)
+        options.append(f'{test_cfg_key(model, "lesion_classes")}=[{classes}]')
+    return options
 
 
 def main(argv=None):
@@ -67,13 +78,19 @@ def main(argv=None):
                    help='min_lesion_area = this x the smallest labelled '
                    'lesion (default 1; results go to small_components_x<S> '
                    'when not 1)')
+    p.add_argument('--lesion-classes', type=int, nargs='+', default=None,
+                   help='also set test_cfg.lesion_classes (image class '
+                   'indices with a lesion; BUSI: 0 1) so the filtered mask '
+                   'decides lesion vs lesion-free (results go to '
+                   '<tag>_mask_decides)')
     p.add_argument('--force', action='store_true',
                    help='re-test runs that have filtered metrics already')
     own, rest = p.parse_known_args(argv)
     if not own.area_scale > 0:
         raise SystemExit(f'--area-scale must be > 0, got {own.area_scale}')
     tag = 'small_components' + (
-        '' if own.area_scale == 1 else f'_x{own.area_scale:g}')
+        '' if own.area_scale == 1 else f'_x{own.area_scale:g}') + (
+            '_mask_decides' if own.lesion_classes else '')
     args = quality.parse_args(rest)
     if not args.heldout_num:
         raise SystemExit('needs the synthetic held-out set '
@@ -97,9 +114,8 @@ def main(argv=None):
             sys.executable, 'tools/test.py', record['config'],
             record['checkpoint'], '--work-dir',
             osp.join(wd, f'test_{tag}'), '--out-metrics', out
-        ] + quality.heldout_options(args) + [
-            area_option(record['config'], area)
-        ]
+        ] + quality.heldout_options(args) + test_options(
+            record['config'], area, own.lesion_classes)
         print(f'{variant} seed {seed}: min lesion area {area:.4f} = '
               f'{own.area_scale:g} x {prior["min_lesion_area"]:.4f} '
               f'({prior["labelled_lesions"]} labelled lesions)', flush=True)
@@ -118,6 +134,7 @@ def main(argv=None):
         filtered.append(
             dict(record, heldout_metrics=read_json(out), small_components=dict(
                 prior, area_scale=own.area_scale, min_lesion_area_used=area,
+                lesion_classes=own.lesion_classes,
                 test_cmd=shlex.join(cmd), test_wall_s=secs)))
     env = environment()
     result = dict(
@@ -142,7 +159,11 @@ def main(argv=None):
     md = ('# Small lesion components removed (held-out set)\n\n'
           'Each run re-tested with `test_cfg.min_lesion_area` = '
           f'{own.area_scale:g} x the smallest lesion of its labelled '
-          f'training images (fraction of the image; smallest: {areas}). '
+          f'training images (fraction of the image; smallest: {areas})'
+          + ('' if not own.lesion_classes else
+             f'; `test_cfg.lesion_classes={own.lesion_classes}`: the '
+             'filtered mask decides lesion vs lesion-free, the classifier '
+             'the class within (AUC is the classifier\'s alone)') + '. '
           'Only the held-out tables apply; the split tables repeat the '
           'unfiltered quality.py numbers.\n\n'
           + quality.markdown(args, result['summary_filtered'], env))

@@ -128,11 +128,16 @@ class HermesVisualizer(SegLocalVisualizer):
             sem_seg.data.shape[-2:]) == self.lesion_index
 
     def prediction_text(self, data_sample: SegDataSample) -> str:
-        """``'<predicted class> p=<its probability>'`` or ''."""
+        """``'<predicted class> p=<its probability>'`` or ''. The class is
+        ``pred_label`` when set (it can differ from the argmax of
+        ``pred_score`` under ``test_cfg.lesion_classes``)."""
         if 'pred_score' not in data_sample:
             return ''
         scores = to_numpy(data_sample.pred_score).reshape(-1)
-        label = int(scores.argmax())
+        if 'pred_label' in data_sample:
+            label = int(to_numpy(data_sample.pred_label).reshape(-1)[0])
+        else:
+            label = int(scores.argmax())
         return class_text(self.class_names(len(scores))[label],
                           float(scores[label]))
 

@@ -11,7 +11,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from hermes_mm.datasets.lesion_areas import (labelled_lesion_areas,
-                                             lesion_area_summary)
+                                             lesion_area_summary,
+                                             lesion_class_indices)
 from hermes_mm.datasets.splits import make_split, save_split
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -59,6 +60,23 @@ def test_areas_are_the_merged_masks_of_labelled_lesion_images(
     assert summary['labelled_lesions'] == 5
 
 
+def test_lesion_class_indices_follow_the_class_order(tiny_busi, split):
+    init_default_scope('mmseg')
+    _, path = split
+    cfg = busi_cfg(tiny_busi.root, path)
+    assert lesion_class_indices(cfg) == [0, 1]  # benign, malignant
+    for ds in cfg.train_dataloader.dataset.datasets:
+        ds.metainfo = dict(cls_classes=('normal', 'malignant', 'benign'),
+                           lesion_classes=('benign', 'malignant'))
+    assert lesion_class_indices(cfg) == [1, 2]
+    # every class a lesion class: an empty mask has no class to go to
+    for ds in cfg.train_dataloader.dataset.datasets:
+        ds.metainfo['lesion_classes'] = ('benign', 'malignant', 'normal')
+    assert lesion_class_indices(cfg) is None
+    assert lesion_class_indices(busi_cfg(
+        tiny_busi.root, path, subsets=('unlabeled', ))) is None
+
+
 def test_no_labelled_dataset_is_an_error_naming_what_was_found(
         tiny_busi, tmp_path):
     init_default_scope('mmseg')
@@ -89,6 +107,9 @@ def test_tool_prints_summary_and_cfg_option(tiny_busi, split, tmp_path):
     # default: half the smallest, rounded down to 4 decimals
     assert summary['scale'] == 0.5
     assert smallest / 2 - 1e-4 < float(value) <= smallest / 2
+    # BUSI: benign, malignant show a lesion, normal does not
+    assert summary['lesion_classes_option'] == (
+        'model.segmentor.test_cfg.lesion_classes=[0,1]')
 
 
 def test_tool_refuses_a_segmentor_that_ignores_the_option(

@@ -22,10 +22,12 @@ def bench(load_script):
 
 
 def row(has_lesion, predicts, argmax_free, p_free, reliable, fused,
-        area=0.0):
+        area=0.0, labels=(0, 0)):
     return dict(
         pred_lesion_area=area,
         img_path='x.png',
+        gt_label=labels[0],
+        pred_label=labels[1],
         has_lesion=has_lesion,
         predicts_lesion=predicts,
         argmax_lesion_free=argmax_free,
@@ -37,7 +39,7 @@ def row(has_lesion, predicts, argmax_free, p_free, reliable, fused,
 def test_summary_by_hand(bench):
     rows = [
         # lesion-free: 3 of 4 with a false lesion
-        row(False, True, True, 0.9, 10, 0, 0.01),  # vetoed, reliably
+        row(False, True, True, 0.9, 10, 0, 0.01, (2, 1)),  # vetoed, reliably
         row(False, True, True, 0.6, 10, 4, 0.02),  # argmax only; keeps 4
         row(False, True, False, 0.1, 0, 0, 0.05),  # no reliable lesion px
         row(False, False, True, 0.95, 0, 0),
@@ -66,6 +68,11 @@ def test_summary_by_hand(bench):
     # no image of a kind: None, not a division by zero
     assert bench.summarise(rows[4:], 0.8)['false_lesion_pct'] is None
     assert bench.summarise(rows[4:], 0.8)['predicted_area']['auc'] is None
+    # lesion or not: the classifier is right on rows 0, 1, 3, 4 (argmax
+    # lesion-free == no lesion), the mask on row 3 and the two lesion rows
+    assert s['lesion_question'] == pytest.approx(dict(
+        classifier_correct_pct=400 / 6, mask_correct_pct=50.0))
+    assert s['accuracy_pct'] == pytest.approx(500 / 6)  # row 0 is wrong
 
 
 def test_end_to_end_tiny_hermes(bench, tmp_path, monkeypatch):
@@ -105,3 +112,5 @@ def test_end_to_end_tiny_hermes(bench, tmp_path, monkeypatch):
         assert 0 <= r['fused_reliable_lesion_px'] <= r['reliable_lesion_px']
         assert 0.0 <= r['pred_lesion_area'] <= 1.0
         assert (r['pred_lesion_area'] > 0) == r['predicts_lesion']
+    assert s['accuracy_pct'] == pytest.approx(
+        100 * sum(r['pred_label'] == r['gt_label'] for r in rows) / 12)

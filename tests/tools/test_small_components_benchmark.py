@@ -1,7 +1,7 @@
-"""benchmarks/small_components.py: which test_cfg key it sets, and a clear
-error before quality.py has produced the runs. (The re-test itself is
-tools/test.py with test_cfg.min_lesion_area, covered by
-tests/models/segmentors/test_multi_task_segmentor.py.)"""
+"""benchmarks/small_components.py: which test_cfg keys it sets, and a
+clear error before quality.py has produced the runs. (The re-test itself
+is tools/test.py with test_cfg.min_lesion_area / lesion_classes, covered
+by tests/models/segmentors/test_multi_task_segmentor.py.)"""
 import pytest
 from mmengine.config import Config
 
@@ -11,14 +11,18 @@ def bench(load_script):
     return load_script('benchmarks/small_components.py')
 
 
-def test_area_option_targets_the_predicting_segmentor(bench, tmp_path):
-    for model, key in ((dict(type='HermesSegmentor', segmentor=dict()),
-                        'model.segmentor.test_cfg.min_lesion_area'),
-                       (dict(type='MultiTaskSegmentor'),
-                        'model.test_cfg.min_lesion_area')):
+def test_test_options_target_the_predicting_segmentor(bench, tmp_path):
+    for model, prefix in ((dict(type='HermesSegmentor', segmentor=dict()),
+                           'model.segmentor.test_cfg'),
+                          (dict(type='MultiTaskSegmentor'),
+                           'model.test_cfg')):
         path = str(tmp_path / 'cfg.py')
         Config(dict(model=model)).dump(path)
-        assert bench.area_option(path, 0.03) == f'{key}=0.03'
+        assert bench.test_options(path, 0.03) == [
+            f'{prefix}.min_lesion_area=0.03']
+        assert bench.test_options(path, 0.03, [0, 1]) == [
+            f'{prefix}.min_lesion_area=0.03',
+            f'{prefix}.lesion_classes=[0,1]']
 
 
 def test_missing_quality_runs_are_named(bench, tmp_path):

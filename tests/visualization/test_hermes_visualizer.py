@@ -136,6 +136,10 @@ def test_multitask_panel_layout_and_text(visualizer):
     assert panel.shape == (H, 3 * W + 4, 3)
     np.testing.assert_array_equal(panel[:, :W], image)
     assert visualizer.prediction_text(sample) == 'malignant p=0.87'
+    # pred_label wins over the argmax (test_cfg.lesion_classes can set it)
+    other = _sample()
+    other.pred_label = torch.tensor([2])
+    assert visualizer.prediction_text(other) == 'normal p=0.08'
     gt_panel = panel[:, W + 2:2 * W + 2]
     np.testing.assert_array_equal(gt_panel,
                                   visualizer.draw_ground_truth(image, sample))

@@ -23,6 +23,7 @@ from torch import Tensor
 from hermes_mm.registry import MODELS
 from ..necks.task_features import TaskFeatures
 from ..utils.finite_losses import FiniteLossesMixin
+from ..utils.lesion_decision import check_lesion_classes, mask_decides_lesion
 from ..utils.small_components import check_min_area, remove_small_components
 
 
@@ -95,6 +96,12 @@ class MultiTaskSegmentor(FiniteLossesMixin, EncoderDecoder):
             off): predicted foreground components smaller than this become
             background in ``pred_sem_seg``
             (:func:`~hermes_mm.models.utils.remove_small_components`).
+            Optional ``lesion_classes`` (indices of the image classes whose
+            images show a lesion, e.g. ``[0, 1]`` for BUSI's benign and
+            malignant; default unset: off): the predicted mask decides
+            lesion vs lesion-free and the classifier the class within
+            that group (:func:`~hermes_mm.models.utils.mask_decides_lesion`;
+            ``pred_label`` only, ``pred_score`` is kept).
         data_preprocessor (dict, optional): Usually ``SegDataPreProcessor``.
         pretrained (str, optional): Backbone checkpoint (MMSeg convention).
         init_cfg (dict, optional): Initialisation config.
@@ -136,6 +143,9 @@ class MultiTaskSegmentor(FiniteLossesMixin, EncoderDecoder):
         self.task_neck = MODELS.build(task_neck)
         self.cls_head = MODELS.build(cls_head)
         self.cls_loss_name = cls_loss_name
+        if self.test_cfg.get('lesion_classes') is not None:
+            check_lesion_classes(self.test_cfg.lesion_classes,
+                                 getattr(self.cls_head, 'num_classes', None))
 
     # ------------------------------------------------------------------
     # features
@@ -302,7 +312,17 @@ class MultiTaskSegmentor(FiniteLossesMixin, EncoderDecoder):
             for sample in data_samples:
                 sample.pred_sem_seg.data = remove_small_components(
                     sample.pred_sem_seg.data, min_area)
-        return self.postprocess_cls_result(cls_logits, data_samples)
+        data_samples = self.postprocess_cls_result(cls_logits, data_samples)
+        lesion_classes = self.test_cfg.get('lesion_classes')
+        if lesion_classes is not None:
+            has_lesion = torch.stack([(s.pred_sem_seg.data != 0).any()
+                                      for s in data_samples])
+            labels = mask_decides_lesion(
+                torch.stack([s.pred_score for s in data_samples]),
+                has_lesion.to(cls_logits.device), lesion_classes)
+            for sample, label in zip(data_samples, labels):
+                sample.pred_label = label[None]
+        return data_samples
 
     def _forward(self,
                  inputs: Tensor,

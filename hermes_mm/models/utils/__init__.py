@@ -4,15 +4,18 @@ from .dual_threshold import (Zones, binary_probs, dual_threshold_zones,
 from .finite_losses import (FiniteLossesMixin, NonFiniteLossError,
                             non_finite_terms)
 from .foreach_ema import ForeachExponentialMovingAverage
+from .lesion_decision import check_lesion_classes, mask_decides_lesion
 from .ramp_schedule import RAMP_SHAPES, RampSchedule
 from .small_components import (check_min_area, min_lesion_area_key,
-                               remove_small_components)
+                               remove_small_components, test_cfg_key)
 
 __all__ = [
     'FiniteLossesMixin', 'ForeachExponentialMovingAverage',
     'NonFiniteLossError', 'RAMP_SHAPES', 'RampSchedule',
-    'Zones', 'binary_probs', 'check_min_area', 'cutmix_batch',
-    'dual_threshold_zones', 'min_lesion_area_key', 'non_finite_terms',
+    'Zones', 'binary_probs', 'check_lesion_classes', 'check_min_area',
+    'cutmix_batch',
+    'dual_threshold_zones', 'mask_decides_lesion', 'min_lesion_area_key',
+    'non_finite_terms',
     'remove_small_components',
-    'sample_box', 'zone_ratios'
+    'sample_box', 'test_cfg_key', 'zone_ratios'
 ]

@@ -17,12 +17,17 @@ from scipy import ndimage
 from torch import Tensor
 
 
-def min_lesion_area_key(model_cfg) -> str:
-    """The config key of ``min_lesion_area`` for ``model_cfg``: wrappers
-    such as ``HermesSegmentor`` hold the predicting MultiTaskSegmentor under
-    ``segmentor``."""
+def test_cfg_key(model_cfg, name: str) -> str:
+    """The config key of the test option ``name`` for ``model_cfg``:
+    wrappers such as ``HermesSegmentor`` hold the predicting
+    MultiTaskSegmentor under ``segmentor``."""
     prefix = 'model.segmentor' if 'segmentor' in model_cfg else 'model'
-    return f'{prefix}.test_cfg.min_lesion_area'
+    return f'{prefix}.test_cfg.{name}'
+
+
+def min_lesion_area_key(model_cfg) -> str:
+    """The config key of ``min_lesion_area`` for ``model_cfg``."""
+    return test_cfg_key(model_cfg, 'min_lesion_area')
 
 
 def check_min_area(min_area, key: str = 'test_cfg.min_lesion_area'):

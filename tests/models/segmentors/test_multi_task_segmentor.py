@@ -209,6 +209,33 @@ def test_min_lesion_area_filters_the_predicted_mask(models, monkeypatch):
                test_cfg=dict(mode='whole', min_lesion_area=5))
 
 
+def test_lesion_classes_let_the_mask_decide(models, monkeypatch):
+    """Image 0: a 16x16 lesion, classifier says class 2 (lesion-free) ->
+    the best lesion class; image 1: only a 2x2 speck, removed by
+    min_lesion_area, classifier says class 1 -> class 2. Scores and masks
+    are the same as without the option."""
+    model = models[('pretrain_uper', 'split')].eval()
+    samples, x = _samples(2)
+    seg = torch.zeros(2, 2, S, S)
+    seg[0, 1, 4:20, 4:20] = 5.0
+    seg[1, 1, 28:30, 28:30] = 5.0
+    cls = torch.tensor([[1.0, 0.0, 3.0], [0.0, 2.0, 1.0]])
+    monkeypatch.setattr(model, 'inference_both', lambda *args: (seg, cls))
+    monkeypatch.setitem(model.test_cfg, 'min_lesion_area', 0.01)
+    plain = model.predict(x, copy.deepcopy(samples))
+    assert [int(p.pred_label) for p in plain] == [2, 1]
+    monkeypatch.setitem(model.test_cfg, 'lesion_classes', [0, 1])
+    joint = model.predict(x, copy.deepcopy(samples))
+    assert [int(p.pred_label) for p in joint] == [0, 2]
+    for a, b in zip(plain, joint):
+        assert b.pred_label.shape == (1, )
+        assert torch.equal(a.pred_score, b.pred_score)
+        assert torch.equal(a.pred_sem_seg.data, b.pred_sem_seg.data)
+    with pytest.raises(ValueError, match='every one of the 3'):
+        _build('v1c_fcn', 'split',
+               test_cfg=dict(mode='whole', lesion_classes=[0, 1, 2]))
+
+
 def test_predict_without_samples(models):
     model = models[('v1c_fcn', 'split')].eval()
     _, x = _samples(1)
