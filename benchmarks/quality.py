@@ -588,14 +588,24 @@ def summarise(args, records: List[dict]) -> Dict[str, Any]:
     return summary
 
 
+def paired_test(ours: List[float], ref: List[float]) -> Dict[str, Any]:
+    """Mean, std and number of the differences ``ours - ref`` and their
+    two-sided paired t-test p-value ``p`` (``scipy.stats.ttest_rel``; None
+    below 2 pairs or when every difference is the same)."""
+    from scipy.stats import ttest_rel
+
+    stats = mean_std([x - y for x, y in zip(ours, ref)])
+    p = None
+    if stats['n'] > 1 and stats['std'] > 0:
+        p = float(ttest_rel(ours, ref).pvalue)
+    return dict(stats, p=p)
+
+
 def paired_differences(records: List[dict], variant: str,
                        ratio: float) -> Dict[str, Any]:
     """``variant`` minus :data:`REFERENCE` per seed (same seed = same
-    split and labelled images), per test set: mean, std, the number of
-    pairs and a two-sided paired t-test p-value (``scipy.stats.ttest_rel``;
-    None below 2 pairs)."""
-    from scipy.stats import ttest_rel
-
+    split and labelled images), per test set: :func:`paired_test` of each
+    metric."""
     ours, ref = ({r['seed']: r
                   for r in finished_runs(records, name, ratio)}
                  for name in (variant, REFERENCE))
@@ -611,11 +621,7 @@ def paired_differences(records: List[dict], variant: str,
             b = [ref[s][source].get(key) for s in seeds]
             if any(v is None for v in a + b):
                 continue
-            stats = mean_std([x - y for x, y in zip(a, b)])
-            p = None
-            if len(seeds) > 1 and stats['std'] > 0:
-                p = float(ttest_rel(a, b).pvalue)
-            per_key[key] = dict(stats, p=p)
+            per_key[key] = paired_test(a, b)
         out[source] = dict(per_key, seeds=seeds)
     return out
 

@@ -12,7 +12,7 @@ else it stops and names it). For each test set (``split``: the split's
 test subset; ``heldout``; and each ``--extra NAME``, the metrics file
 ``RUN/NAME.json``, e.g. ``heldout_small_components_x0.5_mask_decides``) and
 metric it reports the paired difference: mean ± std, two-sided paired
-t-test p (``scipy.stats.ttest_rel``), Wilcoxon signed-rank p
+t-test p (``quality.paired_test``), Wilcoxon signed-rank p
 (``scipy.stats.wilcoxon``, zero differences dropped) and how many seeds
 are higher / tied / lower::
 
@@ -27,7 +27,6 @@ Requested seeds without a finished pair (neither in the folder nor in a
 """
 import argparse
 import os.path as osp
-import statistics
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -85,7 +84,7 @@ def merge(runs: Dict, previous: Dict, origin: str) -> None:
 
 def compare(ours: Dict, ref: Dict, sources: List[str]) -> Dict[str, Any]:
     """Paired statistics of ``ours`` minus ``ref`` per source and metric."""
-    from scipy.stats import ttest_rel, wilcoxon
+    from scipy.stats import wilcoxon
 
     out: Dict[str, Any] = {}
     for name in sources:
@@ -98,17 +97,14 @@ def compare(ours: Dict, ref: Dict, sources: List[str]) -> Dict[str, Any]:
             if not pairs or any(None in p for p in pairs):
                 continue
             diffs = [a - b for a, b in pairs]
-            entry: Dict[str, Any] = dict(
-                n=len(diffs), mean=statistics.fmean(diffs),
-                std=statistics.stdev(diffs) if len(diffs) > 1 else 0.0,
+            test = quality.paired_test(*map(list, zip(*pairs)))
+            per_key[key] = dict(
+                n=test['n'], mean=test['mean'], std=test['std'],
                 higher=sum(d > 0 for d in diffs),
                 tied=sum(d == 0 for d in diffs),
-                lower=sum(d < 0 for d in diffs), t_p=None, wilcoxon_p=None)
-            if len(diffs) > 1 and entry['std'] > 0:
-                entry['t_p'] = float(ttest_rel(*zip(*pairs)).pvalue)
-            if any(diffs):
-                entry['wilcoxon_p'] = float(wilcoxon(diffs).pvalue)
-            per_key[key] = entry
+                lower=sum(d < 0 for d in diffs), t_p=test['p'],
+                wilcoxon_p=float(wilcoxon(diffs).pvalue) if any(diffs)
+                else None)
         if per_key:
             out[name] = dict(per_key, seeds=[int(s) for s in seeds])
     return out

@@ -119,6 +119,29 @@ class _ToyModel(BaseModel):
         return dict(loss=self.linear(torch.stack(inputs)).pow(2).mean())
 
 
+def train_until_crash(runner, monkeypatch, record, crash_now):
+    """Train ``runner`` with ``torch.save`` noting ``record(obj, f)`` for
+    every save and dying half-way through the first one for which
+    ``crash_now(records so far)``; returns the records and the ``.pth``
+    files left in the work dir."""
+    real_save = torch.save
+    saves = []
+
+    def save(obj, f, *args, **kwargs):
+        saves.append(record(obj, f))
+        if crash_now(saves):
+            half_save_then_crash(obj, f)
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, 'save', save)
+    with pytest.raises(_Crash):
+        runner.train()
+    monkeypatch.undo()
+    names = sorted(n for n in os.listdir(runner.work_dir)
+                   if n.endswith('.pth'))
+    return saves, names
+
+
 def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     """max_keep_ckpts=1: MMEngine removed iter_2 *before* writing iter_4,
     so a crash then lost both. Now iter_2 and last_checkpoint survive."""
@@ -138,21 +161,10 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
                 max_keep_ckpts=1)),
         default_scope='mmengine',
         experiment_name='atomic_checkpoint_crash')
-    real_save = torch.save
-    saves = []
-
-    def crash_on_second_save(obj, f, *args, **kwargs):
-        saves.append(obj['meta']['iter'])
-        if len(saves) == 2:
-            half_save_then_crash(obj, f)
-        real_save(obj, f, *args, **kwargs)
-
-    monkeypatch.setattr(torch, 'save', crash_on_second_save)
-    with pytest.raises(_Crash):
-        runner.train()
-    monkeypatch.undo()
+    saves, names = train_until_crash(
+        runner, monkeypatch, lambda obj, f: obj['meta']['iter'],
+        lambda saves: len(saves) == 2)
     assert saves == [2, 4]
-    names = sorted(n for n in os.listdir(tmp_path) if n.endswith('.pth'))
     assert names == ['iter_2.pth']
     latest = find_latest_checkpoint(str(tmp_path))
     assert latest == str(tmp_path / 'iter_2.pth')
@@ -212,22 +224,11 @@ def test_crash_during_best_save_keeps_previous_best(tmp_path, monkeypatch):
     best_score_iter_4, so a crash then left no best checkpoint."""
     runner = _best_runner(tmp_path, 4, 'atomic_best_checkpoint_crash',
                           interval=100, save_last=False)
-    real_save = torch.save
-    saves = []
-
-    def crash_on_second_best(obj, f, *args, **kwargs):
-        name = os.path.basename(getattr(f, 'name', ''))
-        saves.append(name)
-        if '.best_score_iter_4.pth.' in name:
-            half_save_then_crash(obj, f)
-        real_save(obj, f, *args, **kwargs)
-
-    monkeypatch.setattr(torch, 'save', crash_on_second_best)
-    with pytest.raises(_Crash):
-        runner.train()
-    monkeypatch.undo()
+    saves, names = train_until_crash(
+        runner, monkeypatch,
+        lambda obj, f: os.path.basename(getattr(f, 'name', '')),
+        lambda saves: '.best_score_iter_4.pth.' in saves[-1])
     assert any('.best_score_iter_2.pth.' in n for n in saves)
-    names = sorted(n for n in os.listdir(tmp_path) if n.endswith('.pth'))
     assert names == ['best_score_iter_2.pth']
     best = torch.load(tmp_path / names[0], weights_only=True)
     assert best['meta']['iter'] == 2

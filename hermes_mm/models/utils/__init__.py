@@ -6,15 +6,15 @@ from .finite_losses import (FiniteLossesMixin, NonFiniteLossError,
 from .foreach_ema import ForeachExponentialMovingAverage
 from .lesion_decision import check_lesion_classes, mask_decides_lesion
 from .ramp_schedule import RAMP_SHAPES, RampSchedule
-from .small_components import (check_min_area, min_lesion_area_key,
-                               remove_small_components, test_cfg_key)
+from .small_components import (check_min_area, remove_small_components,
+                               test_cfg_key)
 
 __all__ = [
     'FiniteLossesMixin', 'ForeachExponentialMovingAverage',
     'NonFiniteLossError', 'RAMP_SHAPES', 'RampSchedule',
     'Zones', 'binary_probs', 'check_lesion_classes', 'check_min_area',
     'cutmix_batch',
-    'dual_threshold_zones', 'mask_decides_lesion', 'min_lesion_area_key',
+    'dual_threshold_zones', 'mask_decides_lesion',
     'non_finite_terms',
     'remove_small_components',
     'sample_box', 'test_cfg_key', 'zone_ratios'

@@ -25,11 +25,6 @@ def test_cfg_key(model_cfg, name: str) -> str:
     return f'{prefix}.test_cfg.{name}'
 
 
-def min_lesion_area_key(model_cfg) -> str:
-    """The config key of ``min_lesion_area`` for ``model_cfg``."""
-    return test_cfg_key(model_cfg, 'min_lesion_area')
-
-
 def check_min_area(min_area, key: str = 'test_cfg.min_lesion_area'):
     """``min_area`` as a float in [0, 1) (a fraction of the image area)."""
     if isinstance(min_area, bool) or not isinstance(
