@@ -17,7 +17,7 @@ from mmengine.runner import Runner
 import hermes_mm  # noqa: F401  (compat fixes + registration)
 import hermes_mm.engine.hooks.hermes_visualization_hook  # noqa: F401
 import hermes_mm.visualization  # noqa: F401  (HermesVisualizer)
-from hermes_mm.apis import setup_cpu_distributed, shutdown_distributed
+from hermes_mm.apis import end_distributed_worker, setup_cpu_distributed
 from hermes_mm.utils import (load_config, rewrite_datasets, set_dist_backend,
                              to_jsonable)
 
@@ -118,9 +118,9 @@ def main(argv=None):
         os.makedirs(out_dir, exist_ok=True)
         with open(args.out_metrics, 'w') as f:
             json.dump(to_jsonable(metrics), f, indent=2, sort_keys=True)
-    shutdown_distributed()
     return metrics
 
 
 if __name__ == '__main__':
     main()
+    end_distributed_worker()

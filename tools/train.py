@@ -15,7 +15,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import hermes_mm  # noqa: F401  (compat fixes + registration)
-from hermes_mm.apis import setup_cpu_distributed, shutdown_distributed
+from hermes_mm.apis import end_distributed_worker, setup_cpu_distributed
 from hermes_mm.utils import load_config, rewrite_datasets, set_dist_backend
 
 
@@ -131,8 +131,8 @@ def main(argv=None):
     cfg = build_cfg(args)
     runner = Runner.from_cfg(cfg)
     runner.train()
-    shutdown_distributed()
 
 
 if __name__ == '__main__':
     main()
+    end_distributed_worker()

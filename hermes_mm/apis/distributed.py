@@ -19,6 +19,7 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config, ConfigDict
 
+from hermes_mm.compat.gloo_teardown import exit_skipping_finalization
 # Registers SyncNormStatsHook, which the CPU config asks for.
 from hermes_mm.engine.hooks import sync_norm_stats_hook  # noqa: F401
 
@@ -137,26 +138,42 @@ def setup_cpu_distributed(cfg: Config,
 
 
 def shutdown_distributed() -> bool:
-    """Destroy the default process group, if any, before the process exits.
+    """Destroy the default process group, if any, after a barrier.
 
-    MMEngine's Runner creates the process group but never destroys it, so
-    its communication threads are torn down with the interpreter; gloo then
-    sometimes aborts a rank after training has finished and every file is
-    written ("terminate called without an active exception", SIGABRT: the
-    teardown race of pytorch/pytorch#65231; seen here once in ~40 two-rank
-    CPU runs), and torchrun reports the whole run as failed. ``tools/
-    train.py`` and ``tools/test.py`` call this after the runner returns.
+    MMEngine's Runner creates the process group but never destroys it. The
+    barrier first makes every rank wait until all are done (rank 0 may
+    still be writing the last checkpoint or metrics file), so no rank tears
+    its group down while another still communicates.
+
+    Destroying the group does not by itself prevent gloo's abort at
+    interpreter finalization ("terminate called without an active
+    exception", SIGABRT; pytorch/pytorch#179291, see
+    :mod:`hermes_mm.compat.gloo_teardown`), after which torchrun reports a
+    finished run as failed: ``tools/train.py`` and ``tools/test.py`` end
+    with :func:`end_distributed_worker`, which calls this and then exits
+    without finalization.
 
     Returns:
         bool: Whether a process group was destroyed.
     """
     if not (torch_dist.is_available() and torch_dist.is_initialized()):
         return False
+    torch_dist.barrier()
     torch_dist.destroy_process_group()
     return True
 
 
+def end_distributed_worker() -> None:
+    """End a ``tools/`` entry point: in a distributed run, destroy the
+    process group and exit the process without interpreter finalization
+    (:mod:`hermes_mm.compat.gloo_teardown`, pytorch/pytorch#179291: a
+    gloo worker thread can abort the finished rank during finalization);
+    otherwise return. Call it last, after every file is written."""
+    if shutdown_distributed():
+        exit_skipping_finalization(0)
+
+
 __all__ = [
-    'cpu_distributed_cfg', 'init_cpu_process_group', 'revert_sync_bn_cfg',
-    'setup_cpu_distributed', 'shutdown_distributed'
+    'cpu_distributed_cfg', 'end_distributed_worker', 'init_cpu_process_group',
+    'revert_sync_bn_cfg', 'setup_cpu_distributed', 'shutdown_distributed'
 ]

@@ -1,10 +1,12 @@
 """Narrow fixes for the OpenMMLab stack on current PyTorch / mmcv-lite.
 
 Each fix names its upstream issue in its module docstring and is applied
-once, by :func:`apply`, when ``hermes_mm`` is imported.
+once, by :func:`apply`, when ``hermes_mm`` is imported, except
+:mod:`gloo_teardown`, which the tools call at the end of a distributed
+run.
 """
 from . import (atomic_checkpoint, checkpoint, checkpoint_loading, dice_loss,
-               image_loading, mmcv_ops)
+               gloo_teardown, image_loading, mmcv_ops)
 
 _APPLIED = False
 
@@ -25,5 +27,5 @@ def apply() -> None:
 
 __all__ = [
     'apply', 'atomic_checkpoint', 'checkpoint', 'checkpoint_loading',
-    'dice_loss', 'image_loading', 'mmcv_ops'
+    'dice_loss', 'gloo_teardown', 'image_loading', 'mmcv_ops'
 ]
