@@ -25,9 +25,15 @@ import argparse
 import os
 import os.path as osp
 import socket
+import statistics
 import subprocess
 import sys
 import time
+
+import torch
+import torch.distributed as torch_dist
+
+from hermes_mm.apis import end_distributed_worker, shutdown_distributed
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from _common import REPO_ROOT, environment, table, write_json  # noqa: E402
@@ -35,30 +41,17 @@ from _common import REPO_ROOT, environment, table, write_json  # noqa: E402
 ABORT_TEXT = 'terminate called without an active exception'
 
 
-def _destroy() -> None:
-    import torch.distributed as dist
-    dist.destroy_process_group()
-
-
-def _shutdown() -> None:
-    from hermes_mm.apis import shutdown_distributed
-    shutdown_distributed()
-
-
-def _end_worker() -> None:
-    from hermes_mm.apis import end_distributed_worker
-    end_distributed_worker()
-
-
-ENDINGS = dict(destroy=_destroy, shutdown=_shutdown, end_worker=_end_worker)
+# Every ending runs with hermes_mm imported, so the runs differ only there.
+ENDINGS = dict(
+    destroy=torch_dist.destroy_process_group,
+    shutdown=shutdown_distributed,
+    end_worker=end_distributed_worker)
 
 
 def worker(ending: str, steps: int, late: float) -> None:
     """One rank of one run (called under torchrun)."""
-    import torch
-    import torch.distributed as dist
-    dist.init_process_group('gloo')
-    rank, world_size = dist.get_rank(), dist.get_world_size()
+    torch_dist.init_process_group('gloo')
+    rank, world_size = torch_dist.get_rank(), torch_dist.get_world_size()
     torch.manual_seed(rank)
     model = torch.nn.parallel.DistributedDataParallel(
         torch.nn.Sequential(
@@ -70,7 +63,7 @@ def worker(ending: str, steps: int, late: float) -> None:
         loss.backward()
         optimizer.step()
         gathered = [None] * world_size
-        dist.all_gather_object(gathered, torch.get_rng_state())
+        torch_dist.all_gather_object(gathered, torch.get_rng_state())
     if rank == 0:
         time.sleep(late)
     ENDINGS[ending]()
@@ -148,7 +141,7 @@ def main(argv=None) -> dict:
             runs=len(mine),
             failed=sum(r['returncode'] != 0 for r in mine),
             gloo_abort=sum(r['abort_message'] for r in mine),
-            mean_seconds=round(sum(r['seconds'] for r in mine) / len(mine),
+            mean_seconds=round(statistics.mean(r['seconds'] for r in mine),
                                2))
     print(
         table(['ending', 'runs', 'failed', 'gloo abort', 's/run'],

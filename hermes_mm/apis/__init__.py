@@ -7,6 +7,5 @@ from .hermes_inferencer import (DEFAULT_EXCLUDE, HermesInferencer,
 __all__ = [
     'DEFAULT_EXCLUDE', 'HermesInferencer', 'InferenceInput',
     'collect_inputs', 'cpu_distributed_cfg', 'end_distributed_worker',
-    'revert_sync_bn_cfg',
-    'setup_cpu_distributed', 'shutdown_distributed'
+    'revert_sync_bn_cfg', 'setup_cpu_distributed', 'shutdown_distributed'
 ]
