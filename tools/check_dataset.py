@@ -13,8 +13,11 @@ Reports undecodable images/masks, images without masks and masks without
 images, mask/image size mismatches, masks with values other than 0/255
 (training reads > 127 as lesion), files that are neither images nor masks,
 folders that are not classes, exact duplicate images (same pixels) within
-a class or across classes, invalid annotation lines, and split files that
-name unknown images, list an image twice or miss a class in ``labeled``.
+a class or across classes, images with an EXIF orientation tag (ignored
+for images and masks alike), 16-bit images using less than 1/8 of their
+range (12-bit data, scaled by its bit depth), invalid annotation lines,
+and split files that name unknown images, list an image twice or miss a
+class in ``labeled``.
 The problem kinds are listed in
 ``hermes_mm.datasets.dataset_check.PROBLEM_KINDS``.
 

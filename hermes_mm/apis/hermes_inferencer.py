@@ -49,6 +49,7 @@ from torch import nn
 from hermes_mm.datasets.splits import natural_key
 from hermes_mm.registry import DATASETS, INFERENCERS, VISUALIZERS
 from hermes_mm.utils import iter_dataset_cfgs
+from hermes_mm.utils.image_io import decode_image
 from hermes_mm.visualization import HermesVisualizer
 from hermes_mm.visualization.drawing import class_text
 
@@ -364,8 +365,8 @@ class HermesInferencer(BaseInferencer):
     def _rgb_image(self, item: InferenceInput) -> np.ndarray:
         if isinstance(item.source, np.ndarray):
             return np.ascontiguousarray(self._as_bgr(item.source)[..., ::-1])
-        return mmcv.imfrombytes(
-            fileio.get(item.source), flag='color', channel_order='rgb')
+        # as the pipeline reads it: no EXIF rotation, bit-depth scaled
+        return decode_image(fileio.get(item.source), channel_order='rgb')
 
     def preprocess(self,
                    inputs: List[InferenceInput],

@@ -1,4 +1,5 @@
-"""A clear error when ``LoadImageFromFile`` cannot decode an image.
+"""``LoadImageFromFile``: a clear error for undecodable files; images read
+as stored (no EXIF rotation) with 12-bit data scaled by its bit depth.
 
 MMCV 2.x's ``LoadImageFromFile`` reports an undecodable file (truncated
 PNG, an HTML error page saved as ``.png``, an empty file) with
@@ -11,13 +12,23 @@ PNG, an HTML error page saved as ``.png``, an empty file) with
 ``ValueError`` naming the file, its size and the formats expected, and
 pointing at ``tools/check_dataset.py``; with ``ignore_empty=True`` the
 file is skipped (``None``), as that option promises but MMCV's assertion
-does not do. Every other behaviour is MMCV's.
+does not do.
+
+It also decodes with :func:`hermes_mm.utils.image_io.decode_image` for
+the cv2 backend and the colour / grayscale colour types: the EXIF
+orientation is ignored (masks, decoded unchanged, carry none, so OpenCV's
+rotation turned images against their masks), and 16-bit files are scaled
+by the bit depth their data uses (12-bit data 0-4095 -> 0-255; OpenCV
+divides by 256, giving 0-15). Every other behaviour is MMCV's.
 """
 import functools
 import os.path as osp
 
 import mmcv
+import numpy as np
 from mmengine import fileio
+
+from hermes_mm.utils.image_io import COLOR_TYPES, decode_image
 
 _PATCH_FLAG = '_hermes_decode_error'
 
@@ -54,12 +65,46 @@ def _decodes(loader, results: dict) -> bool:
     return img is not None
 
 
+def _decodes_as_stored(loader) -> bool:
+    """Whether :func:`load_as_stored` handles this loader's settings."""
+    return (loader.imdecode_backend == 'cv2'
+            and loader.color_type in COLOR_TYPES
+            and loader.file_client_args is None)
+
+
+def load_as_stored(loader, results: dict):
+    """``LoadImageFromFile.transform`` with
+    :func:`~hermes_mm.utils.image_io.decode_image` (no EXIF rotation,
+    bit-depth scaling); same keys, same ``ignore_empty`` handling."""
+    filename = results['img_path']
+    try:
+        img_bytes = fileio.get(filename, backend_args=loader.backend_args)
+    except Exception:
+        if loader.ignore_empty:
+            return None
+        raise
+    img = decode_image(img_bytes, loader.color_type)
+    if img is None:
+        if loader.ignore_empty:
+            return None
+        raise undecodable_image_error(filename, loader.imdecode_backend,
+                                      loader.backend_args)
+    if loader.to_float32:
+        img = img.astype(np.float32)
+    results['img'] = img
+    results['img_shape'] = img.shape[:2]
+    results['ori_shape'] = img.shape[:2]
+    return results
+
+
 def checked_transform(original):
     """Wrap ``LoadImageFromFile.transform``: an undecodable file raises
     :func:`undecodable_image_error`."""
 
     @functools.wraps(original)
     def transform(self, results):
+        if _decodes_as_stored(self):
+            return load_as_stored(self, results)
         try:
             return original(self, results)
         except Exception as err:
@@ -93,4 +138,7 @@ def install() -> bool:
     return True
 
 
-__all__ = ['checked_transform', 'install', 'undecodable_image_error']
+__all__ = [
+    'checked_transform', 'install', 'load_as_stored',
+    'undecodable_image_error'
+]

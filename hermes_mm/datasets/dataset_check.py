@@ -22,7 +22,6 @@ import os.path as osp
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import mmcv
 import numpy as np
 
 from .annotation_dataset import ann_entry_record, parse_ann_json
@@ -30,7 +29,16 @@ from .splits import (SPLIT_KEYS, ImageRecord, check_split_form,
                      classes_without_labelled, group_class_files,
                      no_labelled_message, repeat_message, split_repeats,
                      unknown_split_paths)
-from .transforms.loading import decode_mask, describe_values, nonbinary_values
+from hermes_mm.utils.image_io import (decode_image, describe_orientation,
+                                      exif_orientation, raw_bit_range,
+                                      source_bit_depth)
+from .transforms.loading import (decode_mask, describe_values,
+                                 nonbinary_values, orientation_hint)
+
+#: A 16-bit image whose maximum is below this fraction of 65535 is
+#: reported (``low_bit_depth``): OpenCV's 8-bit conversion (/256) would
+#: have made it near-black.
+LOW_RANGE_FRACTION = 1 / 8
 
 #: Every problem kind, with what it means (the JSON report's ``kind``).
 PROBLEM_KINDS: Dict[str, str] = {
@@ -45,6 +53,10 @@ PROBLEM_KINDS: Dict[str, str] = {
     'undecodable': 'an image or mask cannot be decoded',
     'mask_size_mismatch': 'a mask differs in size from its image',
     'mask_not_binary': 'a mask holds values other than 0 and 255',
+    'exif_orientation': 'an image carries an EXIF orientation tag '
+    '(ignored: images and masks are read as stored)',
+    'low_bit_depth': 'a 16-bit image uses less than 1/8 of its range '
+    '(e.g. 12-bit data; scaled by its bit depth)',
     'duplicate_image': 'the same image content twice in one class',
     'cross_class_duplicate': 'the same image content under two classes',
     'annotation': 'a line of the annotation file is invalid',
@@ -122,13 +134,11 @@ def _read(path: str) -> Optional[bytes]:
 
 
 def _decode_image(data: Optional[bytes]) -> Optional[np.ndarray]:
-    """Decode as ``LoadImageFromFile`` does (colour, cv2); None if not."""
+    """Decode as ``LoadImageFromFile`` does (patched by
+    :mod:`hermes_mm.compat.image_loading`); None if not decodable."""
     if not data:
         return None
-    try:
-        return mmcv.imfrombytes(data, flag='color', backend='cv2')
-    except Exception:
-        return None
+    return decode_image(data, 'color')
 
 
 class _FileChecker:
@@ -139,6 +149,8 @@ class _FileChecker:
         self.root = root
         # pixel digest -> [(img_rel, class name, file digest)]
         self.contents: Dict[str, List[Tuple[str, str, str]]] = {}
+        # img_rel -> file content, for the EXIF hint of a size mismatch
+        self.image_data: Dict[str, bytes] = {}
 
     def image(self, rel: str, cls_name: str) -> Optional[Tuple[int, int]]:
         """Check an image; return its (H, W) if decodable."""
@@ -151,11 +163,38 @@ class _FileChecker:
                 f'image could not be decoded ({size}); expected a complete '
                 f'PNG, JPEG, BMP or TIFF image.')
             return None
+        self._encoding(rel, data, img)
         pixels = hashlib.sha256(
             str(img.shape).encode() + img.tobytes()).hexdigest()
         self.contents.setdefault(pixels, []).append(
             (rel, cls_name, hashlib.sha256(data).hexdigest()))
         return img.shape[:2]
+
+    def _encoding(self, rel: str, data: bytes, img: np.ndarray) -> None:
+        """Report an EXIF orientation tag and 16-bit data using little of
+        its range."""
+        orientation = exif_orientation(data)
+        if orientation != 1:
+            self.image_data[rel] = data
+            self.report.add(
+                'exif_orientation', rel,
+                f'image carries {describe_orientation(orientation)}; '
+                f'hermes_mm ignores it for images and masks alike (read as '
+                f'stored, {img.shape[0]}x{img.shape[1]} HxW), so its masks '
+                f'must match the stored pixels, not the rotated view.')
+        bit_range = raw_bit_range(data)
+        if bit_range and bit_range[0] == 16 and bit_range[1] < (
+                LOW_RANGE_FRACTION * np.iinfo(np.uint16).max):
+            peak = bit_range[1]
+            bits = source_bit_depth(np.array([peak], np.uint16))
+            self.report.add(
+                'low_bit_depth', rel,
+                f'16-bit image uses values up to {peak}, less than 1/8 of '
+                f'its range (65535); training scales it as {bits}-bit data '
+                f'(full scale {(1 << bits) - 1} -> 255), where OpenCV\'s '
+                f'8-bit conversion (/256) gives a near-black image. '
+                f'Expected: check that {bits}-bit is the bit depth the '
+                f'scanner wrote.')
 
     def mask(self, rel: str, img_rel: str,
              img_shape: Optional[Tuple[int, int]]) -> None:
@@ -172,7 +211,9 @@ class _FileChecker:
                 'mask_size_mismatch', rel,
                 f'mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its '
                 f'image {img_rel!r} is {img_shape[0]}x{img_shape[1]}; '
-                f'expected the same size.', [img_rel])
+                f'expected the same size.' + orientation_hint(
+                    self.image_data.get(img_rel), mask.shape, img_shape),
+                [img_rel])
         odd = nonbinary_values(mask)
         if len(odd):
             full = np.iinfo(mask.dtype).max
@@ -409,7 +450,10 @@ def check_split_file(report: CheckReport, split_file: str,
             f'{source}: {path!r} (in {keys}) is not an image of the data '
             f'set; expected paths relative to the data root, POSIX '
             f'separators.')
-    missing = classes_without_labelled(records, split)
+    # A split without train images (make_split --ratios 0 0 1) is a test-
+    # only split: no training run reads its empty labeled list.
+    has_train = bool(split['labeled'] or split['unlabeled'])
+    missing = classes_without_labelled(records, split) if has_train else []
     if missing:
         report.add('split', split_file,
                    no_labelled_message(source, missing, cls_classes))

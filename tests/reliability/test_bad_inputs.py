@@ -77,3 +77,53 @@ def test_undecodable_image_stops_the_dataset_with_its_name(tmp_path):
     msg = str(err.value)
     assert repr(osp.join(str(root), 'malignant/malignant (1).png')) in msg
     assert 'expected a complete PNG, JPEG, BMP or TIFF image' in msg
+
+
+def _exif_jpeg(path, array_bgr, orientation=6):
+    from PIL import Image
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(np.ascontiguousarray(array_bgr[..., ::-1])).save(
+        str(path), 'JPEG', quality=95, exif=exif.tobytes())
+    return str(path)
+
+
+def _load(img_path, mask_path):
+    results = dict(img_path=img_path, seg_map_paths=[mask_path],
+                   has_mask=True, gt_label=0, seg_fields=[])
+    results = LoadImageFromFile()(results)
+    return LoadMultiTaskAnnotations()(results)
+
+
+def test_exif_rotated_square_image_stays_aligned_with_its_mask(tmp_path):
+    img = np.zeros((W, W, 3), np.uint8)
+    img[:, :3] = 255  # a bright left band, the lesion
+    mask = np.zeros((W, W), np.uint8)
+    mask[:, :3] = 255
+    out = _load(_exif_jpeg(tmp_path / 'a.jpg', img, 6),
+                _write(tmp_path / 'a_mask.png', mask))
+    lesion = out['gt_seg_map'].astype(bool)
+    assert out['img'][lesion].mean() > 200  # image and mask agree
+    assert out['img'][~lesion].mean() < 50
+
+
+def test_exif_rotated_mask_size_error_names_the_orientation(tmp_path):
+    img = np.zeros((H, W, 3), np.uint8)
+    with pytest.raises(ValueError) as err:
+        _load(_exif_jpeg(tmp_path / 'b.jpg', img, 6),
+              _write(tmp_path / 'b_mask.png', np.zeros((W, H), np.uint8)))
+    msg = str(err.value)
+    assert f'is {W}x{H} (HxW)' in msg and f'is {H}x{W}' in msg
+    assert 'EXIF orientation 6 (rotated 90 degrees clockwise' in msg
+    assert 'The mask matches the rotated view' in msg
+
+
+def test_12_bit_png_loads_bright(tmp_path):
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 4096, (H, W), dtype=np.uint16)
+    grey[0, 0] = 4095
+    out = LoadImageFromFile()(dict(img_path=_write(tmp_path / 'c.png',
+                                                   grey)))
+    assert out['img'].dtype == np.uint8
+    assert out['img'].mean() == pytest.approx(grey.mean() * 255 / 4095,
+                                              abs=0.5)

@@ -50,6 +50,16 @@ def write(root, rel, array, params=()):
     assert cv2.imwrite(path, array, list(params)), path
 
 
+def write_exif_jpeg(path, array, orientation=6):
+    """A JPEG whose EXIF asks viewers to rotate it (pixels as given)."""
+    from PIL import Image
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(array[..., ::-1])).save(
+        path, 'JPEG', quality=95, exif=exif.tobytes())
+
+
 def make_messy_busi(root):
     """One problem of each kind; returns the split it also writes."""
     rng = np.random.default_rng(0)
@@ -101,6 +111,15 @@ def make_messy_busi(root):
     with open(osp.join(root, 'malignant', 'malignant (2)_mask.png'),
               'wb') as f:
         f.write(b'')
+    # EXIF orientation 6 (rotate 90 for display); the mask was drawn on
+    # the rotated view, so it is W x H
+    write_exif_jpeg(osp.join(root, 'malignant', 'malignant (3).jpg'), img())
+    write(root, 'malignant/malignant (3)_mask.png',
+          np.zeros((W, H), np.uint8))
+    # 12-bit data in a 16-bit PNG
+    write(root, 'normal/normal (2).png',
+          rng.integers(0, 4096, (H, W), dtype=np.uint16))
+    write(root, 'normal/normal (2)_mask.png', empty)
     # a folder of images that is not a class
     write(root, 'Benign/benign (1).png', img())
     split = dict(
@@ -136,6 +155,15 @@ EXPECTED = [
       "'malignant/malignant (1).png'"]),
     ('undecodable', 'malignant/malignant (2)_mask.png',
      ['could not be decoded', 'Expected a 0/255 lesion mask']),
+    ('exif_orientation', 'malignant/malignant (3).jpg',
+     ['EXIF orientation 6 (rotated 90 degrees clockwise for display)',
+      f'read as stored, {H}x{W} HxW']),
+    ('mask_size_mismatch', 'malignant/malignant (3)_mask.png',
+     [f'{W}x{H} (HxW)', 'EXIF orientation 6',
+      'The mask matches the rotated view']),
+    ('low_bit_depth', 'normal/normal (2).png',
+     ['16-bit image uses values up to 40', 'less than 1/8',
+      'as 12-bit data (full scale 4095 -> 255)']),
 ]
 EXPECTED_SPLIT = [
     ["'benign/benign (1).png' is listed in both 'labeled' and 'val'"],
@@ -180,7 +208,7 @@ def test_reports_every_problem_and_writes_nothing(messy, tmp_path, capsys):
     # nothing else: the clean files raised no problem
     assert len(problems) == len(EXPECTED) + len(EXPECTED_SPLIT), found
     assert set(report['counts']) <= set(PROBLEM_KINDS)
-    assert report['num_images'] == 10 and report['num_masks'] == 10
+    assert report['num_images'] == 12 and report['num_masks'] == 12
 
     printed = capsys.readouterr().out
     assert '[mask_not_binary] benign/benign (5)_mask.png:' in printed

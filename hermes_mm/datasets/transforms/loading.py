@@ -8,6 +8,8 @@ from mmcv.transforms import BaseTransform
 from mmengine import fileio
 
 from hermes_mm.registry import TRANSFORMS
+from hermes_mm.utils.image_io import (AXES_SWAPPED, describe_orientation,
+                                      exif_orientation)
 
 #: Value range masks are thresholded in (8-bit); wider integer masks are
 #: compared on the same relative scale.
@@ -87,6 +89,30 @@ def decode_mask(data: bytes, path: str,
         raise ValueError(f'Mask {path!r} has pixel type {mask.dtype}; '
                          f'expected an unsigned integer or bool image.')
     return mask
+
+
+def orientation_hint(img_data: Optional[bytes], mask_shape: Tuple[int, int],
+                     img_shape: Tuple[int, int]) -> str:
+    """What a mask/image size mismatch has to do with the image's EXIF
+    orientation ('' when the image has none).
+
+    Images and masks are both read as stored (the EXIF orientation is
+    ignored, see :mod:`hermes_mm.utils.image_io`); a mask matching the
+    *displayed* (rotated) image was drawn on the rotated view.
+    """
+    orientation = exif_orientation(img_data)
+    if orientation == 1:
+        return ''
+    hint = (f' The image carries {describe_orientation(orientation)}, '
+            f'which hermes_mm ignores for images and masks alike (pixels '
+            f'are read as stored).')
+    if orientation in AXES_SWAPPED and tuple(mask_shape) == tuple(
+            img_shape[::-1]):
+        hint += (' The mask matches the rotated view, so it was drawn on '
+                 'the displayed image: store the image upright (e.g. PIL '
+                 'ImageOps.exif_transpose, then save without EXIF) or '
+                 'rotate the mask to the stored pixels.')
+    return hint
 
 
 def describe_values(values: np.ndarray) -> str:
@@ -207,6 +233,16 @@ class LoadMultiTaskAnnotations(BaseTransform):
                 f'LoadImageFromFile.')
         return tuple(shape[:2])
 
+    def _orientation_hint(self, results: dict, mask_shape, shape) -> str:
+        """:func:`orientation_hint` of ``results['img_path']`` ('' if it
+        cannot be read)."""
+        try:
+            data = fileio.get(results['img_path'],
+                              backend_args=self.backend_args)
+        except Exception:  # the size error must not fail on a second read
+            return ''
+        return orientation_hint(data, mask_shape, shape)
+
     def _merge(self, results: dict) -> np.ndarray:
         """OR-merge ``seg_map_paths`` into a uint8 {0, 1} (H, W) map."""
         shape = self._image_shape(results)
@@ -218,7 +254,8 @@ class LoadMultiTaskAnnotations(BaseTransform):
                     f'Mask {path!r} is {lesion.shape[0]}x{lesion.shape[1]} '
                     f'(HxW) but image {results.get("img_path")!r} is '
                     f'{shape[0]}x{shape[1]}; masks must match the original '
-                    f'image size.')
+                    f'image size.' + self._orientation_hint(
+                        results, lesion.shape, shape))
             merged |= lesion
         return merged.astype(np.uint8)
 

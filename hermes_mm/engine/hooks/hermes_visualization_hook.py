@@ -8,7 +8,6 @@ model keeps the pseudo-labels it is asked for
 import os.path as osp
 from typing import Optional, Sequence
 
-import mmcv
 import mmengine.fileio as fileio
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -16,6 +15,7 @@ from mmseg.engine.hooks import SegVisualizationHook
 from mmseg.structures import SegDataSample
 
 from hermes_mm.registry import HOOKS
+from hermes_mm.utils.image_io import decode_image
 from hermes_mm.visualization.drawing import class_text, denormalize, zone_map
 
 
@@ -116,7 +116,8 @@ class HermesVisualizationHook(SegVisualizationHook):
             img_path = output.metainfo.get('img_path')
             if not img_path:
                 continue
-            img = mmcv.imfrombytes(
+            # as LoadImageFromFile reads it (no EXIF rotation, bit depth)
+            img = decode_image(
                 fileio.get(img_path, backend_args=self.backend_args),
                 channel_order='rgb')
             key = image_key(output)
