@@ -7,6 +7,7 @@ import glob
 import os.path as osp
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -177,7 +178,9 @@ ABLATIONS = {
     'no_contrast': CONTRAST,
     'no_pix_contrast': ('model.pix_projector', 'model.pix_contrast_loss'),
     'no_itas': ('model.segmentor.task_neck', ),
-    'single_threshold': THRESHOLDS,
+    # dual -> single only: same adaptive policy, tau_low = tau_high
+    'single_threshold': tuple(f'{key}.{field}' for key in THRESHOLDS
+                              for field in ('tau_low', 'margin')),
 }
 ABLATION_CASES = [
     (osp.join('ablations', f'hermes_busi_{what}.py'), 'hermes_busi.py', what)
@@ -213,9 +216,20 @@ def test_ablation_removes_exactly_its_component(name, reference, what):
         assert ref.model.segmentor.task_neck.type == 'ITASNeck'
         assert cfg.model.segmentor.task_neck.type == 'TaskSplitNeck'
     elif what == 'single_threshold':
-        assert all(get(ref, k).tau_low < get(ref, k).tau_high
-                   for k in THRESHOLDS)
-        assert_single_threshold(cfg)
+        for key in THRESHOLDS:
+            thr, ref_thr = get(cfg, key), get(ref, key)
+            assert ref_thr.tau_low < ref_thr.tau_high
+            assert thr.type == ref_thr.type == 'AdaptiveDualThreshold'
+            assert thr.tau_low == thr.tau_high == ref_thr.tau_high
+            assert thr.margin == 0
+        if is_demo(name):  # and it stays single while it adapts
+            model = MODELS.build(cfg.model)
+            for policy in (model.seg_threshold, model.cls_threshold):
+                k = policy.num_classes
+                policy.update(torch.linspace(0.5, 0.9, k) * 10,
+                              torch.full((k, ), 10.0), iteration=0)
+                low, high = policy.thresholds()
+                assert torch.equal(low, high)
     else:
         for key in removed:
             assert get(ref, key) is not None and get(cfg, key) is None, key
