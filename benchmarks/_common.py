@@ -121,21 +121,28 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
 
 
 def synthetic_test_set(cache_dir: str, tag: str, num: int,
-                       generator_seed: int) -> Dict[str, Any]:
+                       generator_seed: int,
+                       style: str = 'default') -> Dict[str, Any]:
     """Config overrides (``cfg.merge_from_dict`` / ``--cfg-options`` keys)
     that make a synthetic config's test set ``num`` freshly generated
     images of ``generator_seed``, all of them (``subset=None``), generated
-    on first use into ``cache_dir/synthetic_busi_<tag>_n<num>_seed<seed>``.
+    on first use into ``cache_dir/synthetic_busi_<tag>_n<num>_seed<seed>``
+    (``_<style>`` appended for a style other than 'default').
     """
     prefix = 'test_dataloader.dataset.'
-    root = osp.join(cache_dir,
-                    f'synthetic_busi_{tag}_n{num}_seed{generator_seed}')
-    return {
+    suffix = '' if style == 'default' else f'_{style}'
+    root = osp.join(
+        cache_dir, f'synthetic_busi_{tag}_n{num}_seed{generator_seed}'
+        f'{suffix}')
+    out = {
         f'{prefix}data_root': root,
         f'{prefix}num': num,
         f'{prefix}generator_seed': generator_seed,
         f'{prefix}subset': None
     }
+    if style != 'default':
+        out[f'{prefix}style'] = style
+    return out
 
 
 def write_json(path: str, data: Any) -> None:

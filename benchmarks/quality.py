@@ -123,6 +123,11 @@ def parse_args(argv=None):
                    help='short schedule, 1 seed, ratio 0.125, 4 variants')
     p.add_argument('--data-root', help='raw BUSI layout; default: the '
                    'synthetic set')
+    p.add_argument('--style', default='default',
+                   help='synthetic data style (hermes_mm.datasets.'
+                   'synthetic.STYLES; `python tools/make_synthetic_busi.py '
+                   '--list-styles`); the training and held-out sets both '
+                   'use it')
     p.add_argument('--ratios', type=float, nargs='+',
                    help=f'label ratios (default {FULL["ratios"]})')
     p.add_argument('--seeds', type=int, nargs='+',
@@ -171,12 +176,17 @@ def parse_args(argv=None):
     if args.data_root is not None:
         args.data_root = osp.abspath(args.data_root)
     if args.out_dir is None:
-        kind = 'busi' if args.data_root else 'synthetic'
+        kind = 'busi' if args.data_root else 'synthetic' + (
+            '' if args.style == 'default' else f'_{args.style}')
         args.out_dir = osp.join(REPO_ROOT, 'benchmarks', 'runs',
                                 f'quality_{kind}' +
                                 ('_quick' if args.quick else ''))
     args.out_dir = osp.abspath(args.out_dir)
     args.cache_dir = osp.abspath(args.cache_dir)
+    from hermes_mm.datasets.synthetic import STYLES
+    if args.style not in STYLES:
+        p.error(f'--style must be one of {sorted(STYLES)}, got '
+                f'{args.style!r}')
     if args.heldout_num < 0:
         p.error(f'--heldout-num must be >= 0, got {args.heldout_num}')
     if args.data_root is not None:
@@ -268,13 +278,16 @@ def make_config(args, variant: str, ratio: float, seed: int,
     cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
     facts: Dict[str, Any] = dict(source_config=src)
     if synthetic:
-        root = osp.join(args.cache_dir, 'synthetic_busi')
+        root = osp.join(args.cache_dir, 'synthetic_busi' + (
+            '' if args.style == 'default' else f'_{args.style}'))
         touched = 0
         seeds = set()  # generator seeds of the training/val/test data
         for ds in iter_datasets(cfg):
             if 'labeled_ratio' in ds or ds.get('type') == \
                     'SyntheticBUSIDataset':
                 ds['data_root'] = root
+                if args.style != 'default':
+                    ds['style'] = args.style
                 ds['labeled_ratio'] = ratio
                 ds['split_seed'] = seed
                 seeds.add(int(ds.get('generator_seed', 0)))
@@ -292,7 +305,8 @@ def make_config(args, variant: str, ratio: float, seed: int,
         cfg.data_root = root
         if isinstance(cfg.get('synthetic'), dict):
             cfg.synthetic.update(labeled_ratio=ratio, split_seed=seed)
-        facts.update(data_root=root, synthetic_datasets=touched)
+        facts.update(data_root=root, synthetic_datasets=touched,
+                     style=args.style)
     else:
         # Also passed as --data-root/--split-file; written here too so the
         # config on disk is what ran.
@@ -374,7 +388,8 @@ def heldout_options(args) -> List[str]:
     images: every generated image (``subset=None``), generated on first
     use into ``--cache-dir``."""
     overrides = synthetic_test_set(args.cache_dir, 'heldout',
-                                   args.heldout_num, args.heldout_seed)
+                                   args.heldout_num, args.heldout_seed,
+                                   args.style)
     return ['--cfg-options'] + [f'{k}={v}' for k, v in overrides.items()]
 
 

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import hermes_mm  # noqa: F401  (applies the stack compat fixes)
 from hermes_mm.datasets.synthetic import (BUSI_CLASS_RATIO, CLASS_NAMES,
-                                          DEFAULT_SIZE_RANGE,
+                                          HELDOUT_STYLE, STYLES,
                                           generate_synthetic_busi)
 
 DEFAULT_NUM = 60
@@ -36,10 +36,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--seed', type=int, default=0, help='random seed (default: 0)')
     parser.add_argument(
-        '--size', type=int, nargs=2, default=DEFAULT_SIZE_RANGE,
-        metavar=('MIN', 'MAX'),
-        help='inclusive range of each image side in pixels (default: '
-        f'{DEFAULT_SIZE_RANGE[0]} {DEFAULT_SIZE_RANGE[1]})')
+        '--style', default='default', choices=sorted(STYLES),
+        help='data style (default: default); see --list-styles')
+    parser.add_argument(
+        '--list-styles', action='store_true',
+        help='print the styles and exit')
+    parser.add_argument(
+        '--size', type=int, nargs=2, default=None, metavar=('MIN', 'MAX'),
+        help='inclusive range of each image side in pixels (default: the '
+        "style's, 160 224 for 'default')")
     parser.add_argument(
         '--class-ratio', type=float, nargs=len(CLASS_NAMES),
         default=BUSI_CLASS_RATIO, metavar=tuple(n.upper()
@@ -49,7 +54,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--overwrite', action='store_true',
         help='write into a non-empty OUT (its class folders are replaced)')
+    if argv is None:
+        argv = sys.argv[1:]
+    if '--list-styles' in argv:
+        for name, style in STYLES.items():
+            tag = ' (held-out style)' if name == HELDOUT_STYLE else ''
+            print(f'{name:<10} {style.description}{tag}')
+        raise SystemExit(0)
     args = parser.parse_args(argv)
+    if args.size is None:
+        args.size = STYLES[args.style].size_range
     if args.num < 0:
         parser.error(f'--num must be >= 0, got {args.num}')
     return args
@@ -62,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = generate_synthetic_busi(
             args.out, num=args.num, seed=args.seed,
             size_range=tuple(args.size), class_ratio=args.class_ratio,
-            overwrite=args.overwrite)
+            overwrite=args.overwrite, style=args.style)
     except (FileExistsError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1

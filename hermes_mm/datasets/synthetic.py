@@ -63,7 +63,7 @@ BUSI's (437 benign, 210 malignant, 133 normal: 56/27/17 %).
 import os
 import os.path as osp
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
@@ -149,6 +149,10 @@ class TissueTraits:
         duct_darkness (tuple): Echo level inside a duct/cyst.
         cyst_prob (float): Probability a distractor is a round cyst rather
             than an elongated duct.
+        num_distractors (tuple): Inclusive range of the number of
+            distractors drawn when an image gets any (``duct_prob``).
+        lesion_depth (tuple): Range of a lesion centre's depth, as a
+            fraction of the image height.
     """
     base_level: Tuple[float, float] = (0.35, 0.55)
     num_layers: Tuple[int, int] = (3, 7)
@@ -167,6 +171,39 @@ class TissueTraits:
     duct_aspect: Tuple[float, float] = (2.0, 5.0)
     duct_darkness: Tuple[float, float] = (0.10, 0.45)
     cyst_prob: float = 0.3
+    num_distractors: Tuple[int, int] = (1, 1)
+    lesion_depth: Tuple[float, float] = (0.25, 0.75)
+
+
+@dataclass(frozen=True)
+class Annotations:
+    """Marks that scanners and sonographers burn into the image.
+
+    Real BUSI images carry calipers (``+`` marks with a dotted line at the
+    lesion's extent), measurement text, a depth ruler and orientation
+    markers. They are bright, sharp and often right next to the lesion, so
+    they are a shortcut a model can learn and a source of false edges.
+    All probabilities are per image; a probability of 0 draws nothing.
+
+    Args:
+        caliper_prob (float): Probability of a caliper pair on an image
+            with a lesion (placed at the lesion's horizontal extent).
+        caliper_prob_normal (float): Probability of a caliper pair on an
+            image without a lesion (placed on random tissue).
+        text_prob (float): Probability of burned-in text lines.
+        ruler_prob (float): Probability of a depth ruler at one side.
+        marker_prob (float): Probability of a small orientation marker.
+        intensity (tuple): Grey level range of the marks.
+    """
+    caliper_prob: float = 0.0
+    caliper_prob_normal: float = 0.0
+    text_prob: float = 0.0
+    ruler_prob: float = 0.0
+    marker_prob: float = 0.0
+    intensity: Tuple[int, int] = (200, 255)
+
+
+NO_ANNOTATIONS = Annotations()
 
 
 DEFAULT_TRAITS: Dict[str, ClassTraits] = {
@@ -187,6 +224,94 @@ DEFAULT_TRAITS: Dict[str, ClassTraits] = {
                           duct_prob=0.60),
 }
 DEFAULT_TISSUE = TissueTraits()
+
+
+@dataclass(frozen=True)
+class SyntheticStyle:
+    """A named data style: one distribution of images the generator draws.
+
+    A method tuned on one style of synthetic data has learnt that style;
+    judging it on several (one of them never used for tuning, see
+    :data:`HELDOUT_STYLE`) tells what carries over.
+
+    Args:
+        description (str): One line, shown by ``--list-styles``.
+        traits (dict): Class name -> :class:`ClassTraits`.
+        tissue (TissueTraits): Background and imaging chain.
+        annotations (Annotations): Marks burned into the image.
+        size_range (tuple): Inclusive range of each image side, pixels.
+    """
+    description: str
+    traits: Dict[str, ClassTraits]
+    tissue: TissueTraits = DEFAULT_TISSUE
+    annotations: Annotations = NO_ANNOTATIONS
+    size_range: Tuple[int, int] = DEFAULT_SIZE_RANGE
+
+
+def _restyle(base: Dict[str, ClassTraits],
+             **per_class: dict) -> Dict[str, ClassTraits]:
+    """Copy of ``base`` with some fields of some classes replaced."""
+    return {name: replace(traits, **per_class.get(name, {}))
+            for name, traits in base.items()}
+
+
+#: The generator's named styles. ``default`` is what every result before
+#: 2026-12 was measured on; the others shift one aspect of the data each.
+STYLES: Dict[str, SyntheticStyle] = {
+    'default': SyntheticStyle(
+        'layered tissue, Rayleigh speckle, hypoechoic lesions, some ducts '
+        'and cysts', DEFAULT_TRAITS),
+    'speckle': SyntheticStyle(
+        'coarse heavy speckle, near-isoechoic low-contrast lesions with '
+        'blurred margins',
+        _restyle(DEFAULT_TRAITS,
+                 benign=dict(darkness=(0.55, 0.80),
+                             margin_blur=(0.05, 0.12)),
+                 malignant=dict(darkness=(0.45, 0.75),
+                                margin_blur=(0.08, 0.20))),
+        replace(DEFAULT_TISSUE, speckle_sigma=(2.2, 1.2),
+                compression=(10.0, 30.0), texture_amp=(0.15, 0.30))),
+    'shadowing': SyntheticStyle(
+        'strong posterior shadowing (malignant) and enhancement (benign, '
+        'cysts), steep depth attenuation',
+        _restyle(DEFAULT_TRAITS,
+                 benign=dict(posterior_mean=0.8, posterior_std=0.3),
+                 malignant=dict(posterior_mean=-0.75, posterior_std=0.15)),
+        replace(DEFAULT_TISSUE, attenuation=(0.8, 1.8), cyst_prob=0.6)),
+    'crowded': SyntheticStyle(
+        'many lesion-like distractors (dark ducts and round cysts) in '
+        'every class',
+        _restyle(DEFAULT_TRAITS, benign=dict(duct_prob=0.8),
+                 malignant=dict(duct_prob=0.8),
+                 normal=dict(duct_prob=1.0)),
+        replace(DEFAULT_TISSUE, num_distractors=(1, 4), cyst_prob=0.6,
+                duct_area_frac=(0.01, 0.08), duct_darkness=(0.15, 0.5))),
+    'annotated': SyntheticStyle(
+        'calipers at the lesion, burned-in text, depth ruler and '
+        'orientation marker', DEFAULT_TRAITS,
+        annotations=Annotations(caliper_prob=0.7, caliper_prob_normal=0.2,
+                                text_prob=0.8, ruler_prob=0.6,
+                                marker_prob=0.5)),
+    'varied': SyntheticStyle(
+        'varied image size and aspect (96-320 px per side), depth, gain '
+        'and attenuation',
+        DEFAULT_TRAITS,
+        replace(DEFAULT_TISSUE, gain=(0.6, 1.4), attenuation=(0.1, 1.6),
+                base_level=(0.25, 0.65), lesion_depth=(0.15, 0.85)),
+        size_range=(96, 320)),
+}
+#: The style decided (2026-12-05, before any tuning on the new styles) as
+#: the held-out development style: never used to choose a method setting,
+#: always reported separately.
+HELDOUT_STYLE = 'annotated'
+
+
+def get_style(name: str) -> SyntheticStyle:
+    """The :class:`SyntheticStyle` called ``name``, with a clear error."""
+    if name not in STYLES:
+        raise KeyError(f'unknown synthetic style {name!r}; known: '
+                       f'{sorted(STYLES)}')
+    return STYLES[name]
 
 
 # ------------------------------------------------------------ primitives
@@ -368,6 +493,7 @@ def render_case(
     size_range: Tuple[int, int] = DEFAULT_SIZE_RANGE,
     traits: Optional[Dict[str, ClassTraits]] = None,
     tissue: TissueTraits = DEFAULT_TISSUE,
+    annotations: Annotations = NO_ANNOTATIONS,
 ) -> Tuple[np.ndarray, List[np.ndarray]]:
     """Render one synthetic ultrasound image and its lesion mask file(s).
 
@@ -381,6 +507,8 @@ def render_case(
         traits (dict, optional): Class name -> :class:`ClassTraits`;
             :data:`DEFAULT_TRAITS` when None.
         tissue (TissueTraits): Background and imaging-chain distributions.
+        annotations (Annotations): Marks burned into the image (none by
+            default); they never change the mask.
 
     Returns:
         tuple: ``image`` (H, W, 3) uint8 grey, and a list of (H, W) uint8
@@ -400,16 +528,23 @@ def render_case(
 
     masks: List[np.ndarray] = []
     if cls.has_lesion:
-        masks = _render_lesions(rng, echo, cls)
+        masks = _render_lesions(rng, echo, cls, tissue.lesion_depth)
         lesion = np.logical_or.reduce(masks)
         echo = _lesion_appearance(rng, echo, lesion, cls)
 
     if rng.random() < cls.duct_prob:
-        echo = _add_distractor(rng, echo, tissue,
-                               avoid=np.logical_or.reduce(masks)
-                               if masks else None)
+        lo, hi = tissue.num_distractors
+        # no draw for a fixed count: the default style stays byte-identical
+        count = lo if lo == hi else int(rng.integers(lo, hi + 1))
+        for _ in range(count):
+            echo = _add_distractor(rng, echo, tissue,
+                                   avoid=np.logical_or.reduce(masks)
+                                   if masks else None)
 
     grey = _speckle(rng, echo, tissue)
+    if annotations != NO_ANNOTATIONS:
+        grey = _annotate(rng, grey, np.logical_or.reduce(masks)
+                         if masks else None, annotations)
     image = np.repeat(grey[..., None], 3, axis=2)
     if not masks:
         masks = [np.zeros(shape, bool)]
@@ -417,7 +552,9 @@ def render_case(
 
 
 def _render_lesions(rng: np.random.Generator, echo: np.ndarray,
-                    cls: ClassTraits) -> List[np.ndarray]:
+                    cls: ClassTraits,
+                    depth_range: Tuple[float, float] = (0.25, 0.75)
+                    ) -> List[np.ndarray]:
     """Lesion mask file(s): one, two lesions, or one lesion split in two."""
     shape = echo.shape
 
@@ -429,7 +566,7 @@ def _render_lesions(rng: np.random.Generator, echo: np.ndarray,
         return _place_blob(
             rng, shape, _log_uniform(rng, cls.area_frac) * area_scale,
             aspect, _uniform(rng, cls.lobulation), spicules,
-            depth_range=(0.25, 0.75), avoid=avoid)
+            depth_range=depth_range, avoid=avoid)
 
     main = draw_blob()
     if main is None:  # cannot happen without ``avoid``; keep types honest
@@ -484,6 +621,60 @@ def _add_distractor(rng: np.random.Generator, echo: np.ndarray,
     if cyst:  # fluid: posterior enhancement, like a benign lesion
         echo = _posterior(rng, echo, blob, rng.uniform(0.1, 0.5))
     return echo
+
+
+def _annotate(rng: np.random.Generator, grey: np.ndarray,
+              lesion: Optional[np.ndarray],
+              marks: Annotations) -> np.ndarray:
+    """Burn calipers, text, a depth ruler and a marker into ``grey``."""
+    out = grey.copy()
+    h, w = out.shape
+
+    def level() -> int:
+        return int(rng.integers(marks.intensity[0], marks.intensity[1] + 1))
+
+    arm = max(2, int(round(0.025 * min(h, w))))
+    has_lesion = lesion is not None and lesion.any()
+    prob = marks.caliper_prob if has_lesion else marks.caliper_prob_normal
+    if rng.random() < prob:
+        if has_lesion:
+            ys, xs = np.nonzero(lesion)
+            row = int(rng.integers(ys.min(), ys.max() + 1))
+            cols = np.flatnonzero(lesion[row])
+            ends = [(int(cols.min()), row), (int(cols.max()), row)]
+        else:
+            row = int(rng.integers(h // 4, 3 * h // 4))
+            left = int(rng.integers(w // 8, w // 2))
+            ends = [(left, row),
+                    (min(w - 1, left + int(rng.integers(w // 8, w // 3))),
+                     row)]
+        value = level()
+        for x, y in ends:
+            cv2.line(out, (x - arm, y), (x + arm, y), value, 1)
+            cv2.line(out, (x, y - arm), (x, y + arm), value, 1)
+        (x0, y0), (x1, _) = ends
+        for x in range(x0 + 2 * arm, x1 - arm, 3):  # dotted line
+            out[y0, x] = value
+    if rng.random() < marks.text_prob:
+        scale = 0.25 * min(h, w) / 100
+        for i in range(int(rng.integers(1, 4))):
+            text = ''.join(rng.choice(list('0123456789ABCDEFcm.: '),
+                                      int(rng.integers(4, 10))))
+            origin = (int(rng.integers(2, max(3, w // 3))),
+                      int((i + 1) * 12 * scale * 4))
+            cv2.putText(out, text, origin, cv2.FONT_HERSHEY_PLAIN, scale * 2,
+                        level(), 1)
+    if rng.random() < marks.ruler_prob:
+        x = w - 3 if rng.random() < 0.5 else 2
+        for y in range(0, h, max(4, h // 16)):
+            cv2.line(out, (x - 1, y), (x + 1, y), level(), 1)
+    if rng.random() < marks.marker_prob:
+        cx = int(rng.integers(arm, w - arm))
+        cy = int(rng.integers(h - 4 * arm, h - arm))
+        pts = np.array([[cx - arm, cy + arm], [cx + arm, cy + arm],
+                        [cx, cy - arm]], np.int32)
+        cv2.fillPoly(out, [pts], level())
+    return out
 
 
 # --------------------------------------------------------------- data set
@@ -541,7 +732,8 @@ def generate_synthetic_busi(
     rgba_mask_prob: float = 0.05,
     overwrite: bool = False,
     traits: Optional[Dict[str, ClassTraits]] = None,
-    tissue: TissueTraits = DEFAULT_TISSUE,
+    tissue: Optional[TissueTraits] = None,
+    style: str = 'default',
 ) -> dict:
     """Write a synthetic data set in the raw BUSI layout.
 
@@ -561,11 +753,17 @@ def generate_synthetic_busi(
             When ``num >= 2``, at least one of each kind is written.
         overwrite (bool): Write into a non-empty ``out_dir``; its class
             folders are deleted first so no stale image survives.
-        traits (dict, optional): Class name -> :class:`ClassTraits`.
-        tissue (TissueTraits): Background and imaging-chain distributions.
+        traits (dict, optional): Class name -> :class:`ClassTraits`; the
+            style's when None.
+        tissue (TissueTraits, optional): Background and imaging-chain
+            distributions; the style's when None.
+        style (str): A key of :data:`STYLES`: the traits, tissue and
+            annotations not given explicitly. ``size_range`` is taken as
+            given (callers pass ``STYLES[style].size_range`` for the
+            style's own).
 
     Returns:
-        dict: ``out_dir``, ``num``, ``seed``, ``counts`` (per class),
+        dict: ``out_dir``, ``num``, ``seed``, ``style``, ``counts``,
         ``num_mask_files``, ``num_extra_masks`` (``_mask_1`` files),
         ``mask_channels`` ({1: n, 3: n, 4: n} mask files) and ``images``
         (relative paths, POSIX).
@@ -581,7 +779,9 @@ def generate_synthetic_busi(
             raise FileExistsError(
                 f'{out_dir!r} is not empty; pass overwrite=True '
                 '(--overwrite) to replace its class folders')
-    traits = DEFAULT_TRAITS if traits is None else traits
+    chosen = get_style(style)
+    traits = chosen.traits if traits is None else traits
+    tissue = chosen.tissue if tissue is None else tissue
     counts = class_counts(num, class_ratio)
     unknown = set(counts) - set(traits)
     if unknown:
@@ -594,7 +794,7 @@ def generate_synthetic_busi(
                 np.random.SeedSequence(seed, spawn_key=(cls_idx, k)))
             image, masks = render_case(
                 rng, cls_name, size_range=size_range, traits=traits,
-                tissue=tissue)
+                tissue=tissue, annotations=chosen.annotations)
             channels = [
                 int(rng.choice([1, 3, 4], p=[
                     1 - rgb_mask_prob - rgba_mask_prob, rgb_mask_prob,
@@ -609,7 +809,8 @@ def generate_synthetic_busi(
         if overwrite and osp.isdir(cls_dir):
             shutil.rmtree(cls_dir)
         os.makedirs(cls_dir, exist_ok=True)
-    summary = dict(out_dir=out_dir, num=num, seed=seed, counts=counts,
+    summary = dict(out_dir=out_dir, num=num, seed=seed, style=style,
+                   counts=counts,
                    num_mask_files=0, num_extra_masks=0,
                    mask_channels={1: 0, 3: 0, 4: 0}, images=[])
     for cls_name, k, image, masks, channels in cases:

@@ -10,13 +10,17 @@ from typing import List, Optional, Sequence, Tuple
 from hermes_mm.registry import DATASETS
 from .busi_dataset import BUSIDataset
 from .splits import ImageRecord, make_split, select_subset
-from .synthetic import generate_synthetic_busi
+from .synthetic import generate_synthetic_busi, get_style
 
 MARKER_FILE = 'hermes_synthetic.json'
 
 
-def ensure_synthetic_busi(data_root: str, num: int, seed: int) -> str:
+def ensure_synthetic_busi(data_root: str, num: int, seed: int,
+                          style: str = 'default') -> str:
     """Generate the synthetic set into ``data_root`` unless it is there.
+
+    ``style`` names one of :data:`hermes_mm.datasets.synthetic.STYLES`
+    (with its own image size range).
 
     Generation writes to a private temporary folder that is renamed into
     place, so concurrent processes (DDP ranks, dataloader workers) never
@@ -31,13 +35,18 @@ def ensure_synthetic_busi(data_root: str, num: int, seed: int) -> str:
             with other settings.
     """
     marker = osp.join(data_root, MARKER_FILE)
+    size_range = get_style(style).size_range
     expected = dict(num=int(num), seed=int(seed))
+    # Sets written before styles existed have no 'style' key: default.
+    if style != 'default':
+        expected['style'] = style
     if not osp.exists(data_root) or not os.listdir(data_root):
         parent = osp.dirname(osp.abspath(data_root))
         os.makedirs(parent, exist_ok=True)
         tmp = f'{osp.abspath(data_root)}.tmp-{os.getpid()}'
         shutil.rmtree(tmp, ignore_errors=True)
-        generate_synthetic_busi(tmp, num=num, seed=seed)
+        generate_synthetic_busi(tmp, num=num, seed=seed, style=style,
+                                size_range=size_range)
         with open(osp.join(tmp, MARKER_FILE), 'w') as f:
             json.dump(expected, f)
         try:
@@ -55,7 +64,9 @@ def ensure_synthetic_busi(data_root: str, num: int, seed: int) -> str:
             'configs/hermes_busi.py, or point data_root at a new folder.')
     with open(marker) as f:
         found = json.load(f)
-    if {k: found.get(k) for k in expected} != expected:
+    found.setdefault('style', 'default')
+    if {k: found.get(k) for k in expected} != expected or \
+            found['style'] != style:
         raise ValueError(
             f'{data_root} holds a synthetic set made with {found}, but the '
             f'config asks for {expected}; delete the folder or change '
@@ -77,6 +88,8 @@ class SyntheticBUSIDataset(BUSIDataset):
         data_root (str): Where the set lives (generated if absent/empty).
         num (int): Number of images to generate.
         generator_seed (int): Seed of the generator.
+        style (str): Generator style (``synthetic.STYLES``); 'default' is
+            the style of every result before 2026-12.
         labeled_ratio (float): Labelled fraction of the train split.
         split_seed (int): Seed of the split.
         split_ratios (tuple): train/val/test fractions.
@@ -89,6 +102,7 @@ class SyntheticBUSIDataset(BUSIDataset):
                  data_root: str = 'data/synthetic_busi',
                  num: int = 200,
                  generator_seed: int = 0,
+                 style: str = 'default',
                  labeled_ratio: float = 0.125,
                  split_seed: int = 0,
                  split_ratios: Tuple[float, float, float] = (0.7, 0.1, 0.2),
@@ -97,6 +111,8 @@ class SyntheticBUSIDataset(BUSIDataset):
                  **kwargs) -> None:
         self.num = num
         self.generator_seed = generator_seed
+        get_style(style)  # fail at build time on an unknown style
+        self.style = style
         self.labeled_ratio = labeled_ratio
         self.split_seed = split_seed
         self.split_ratios = tuple(split_ratios)
@@ -109,7 +125,8 @@ class SyntheticBUSIDataset(BUSIDataset):
 
     def load_records(self, cls_classes: Sequence[str]) -> List[ImageRecord]:
         """Generate if needed, scan, and keep the in-memory subset."""
-        ensure_synthetic_busi(self._root(), self.num, self.generator_seed)
+        ensure_synthetic_busi(self._root(), self.num, self.generator_seed,
+                              self.style)
         records = super().load_records(cls_classes)
         if self.inline_subset is None:
             return records
