@@ -23,8 +23,7 @@ recorded outputs:
 These tests check behaviour (loss values given inputs), so that they keep
 holding when the segmentor's internals are reorganised.
 """
-import copy
-import math
+import dataclasses
 import os.path as osp
 
 import pytest
@@ -176,8 +175,28 @@ def run(model, monkeypatch):
         proto_valid=model.pix_contrast_loss.proto_valid.clone())
     torch.manual_seed(1)
     losses = model.loss(*make_batch())
-    (args, outputs), = forwards
-    return losses, args[0], outputs, before
+    # One student forward over labelled + strong images, or one per part:
+    # either way, the images it saw and its outputs, in batch order.
+    assert 1 <= len(forwards) <= 2
+    inputs = torch.cat([args[0] for args, _ in forwards])
+    outputs = forwards[0][1]
+    for _, more in forwards[1:]:
+        outputs = join(outputs, more)
+    return losses, inputs, outputs, before
+
+
+def join(a, b):
+    """Concatenate two batches of outputs (tensors, tuples, dataclasses)
+    along the batch dimension."""
+    if a is None:
+        return None
+    if isinstance(a, torch.Tensor):
+        return torch.cat([a, b])
+    if isinstance(a, (tuple, list)):
+        return type(a)(join(x, y) for x, y in zip(a, b))
+    return dataclasses.replace(a, **{
+        f.name: join(getattr(a, f.name), getattr(b, f.name))
+        for f in dataclasses.fields(a)})
 
 
 # ------------------------------------------------------ closed forms
