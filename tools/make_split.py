@@ -6,13 +6,18 @@ Examples::
     python tools/make_split.py data/BUSI --labeled-ratio 0.125 --seed 0 \
         --out data/BUSI/split_1-8_seed0.json
 
+    # a test-only split of a separate folder (every image in "test")
+    python tools/make_split.py data/BUSI_external --ratios 0 0 1 \
+        --out data/BUSI_external/splits/test_only.json
+
     # an annotation-file data set (MultiTaskAnnotationDataset)
     python tools/make_split.py data/TN3K --ann-file train.jsonl \
         --cls-classes benign malignant --labeled-ratio 0.25 --out split.json
 
 The JSON has keys ``labeled``, ``unlabeled``, ``val``, ``test``: image
 paths relative to DATA_ROOT (see ``hermes_mm.datasets.splits.make_split``
-for the rounding rules). Nothing but ``--out`` is written.
+for the rounding rules). Nothing but ``--out`` (and its missing parent
+folders) is written.
 """
 import argparse
 import os.path as osp
@@ -35,20 +40,21 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--labeled-ratio',
         type=float,
-        required=True,
         help='fraction of each class\'s train images that keep labels, '
-        'in (0, 1]')
+        'in (0, 1]; required unless the train ratio is 0')
     parser.add_argument(
         '--seed', type=int, default=0, help='random seed (default: 0)')
     parser.add_argument(
-        '--out', required=True, help='split JSON to write (folder must exist)')
+        '--out', required=True,
+        help='split JSON to write (missing folders are created)')
     parser.add_argument(
         '--ratios',
         type=float,
         nargs=3,
         default=(0.7, 0.1, 0.2),
         metavar=('TRAIN', 'VAL', 'TEST'),
-        help='train/val/test fractions (default: 0.7 0.1 0.2)')
+        help='train/val/test fractions (default: 0.7 0.1 0.2); 0 0 1 puts '
+        'every image in "test" (testing on a separate folder)')
     parser.add_argument(
         '--ann-file',
         help='JSON-lines annotation file (relative to DATA_ROOT unless '
@@ -60,6 +66,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='class names in index order (default for the BUSI layout: '
         f'{" ".join(BUSIDataset.METAINFO["cls_classes"])})')
     args = parser.parse_args(argv)
+    if args.labeled_ratio is None:
+        if args.ratios[0] > 0:
+            parser.error('--labeled-ratio is required when the train ratio '
+                         f'is not 0 (--ratios {" ".join(map(str, args.ratios))})')
+        args.labeled_ratio = 1.0  # no train image: nothing to label
     if args.ann_file and not args.cls_classes:
         parser.error('--ann-file needs --cls-classes (the class names the '
                      'labels refer to).')

@@ -1,8 +1,15 @@
 """Test a hermes_mm checkpoint and write the metrics.
 
     python tools/test.py CONFIG CHECKPOINT [--data-root DIR]
-        [--split-file FILE] [--work-dir W] [--out-metrics FILE.json]
-        [--show-dir DIR] [--cfg-options k=v ...] [--launcher ...]
+        [--split-file FILE | --all-images] [--work-dir W]
+        [--out-metrics FILE.json] [--show-dir DIR] [--cfg-options k=v ...]
+        [--launcher ...]
+
+Test on every image of a separate folder (its own masks, BUSI layout or
+the config's annotation file)::
+
+    python tools/test.py configs/hermes_busi.py best.pth \
+        --data-root data/BUSI_external --all-images
 """
 import argparse
 import json
@@ -20,6 +27,7 @@ import hermes_mm.visualization  # noqa: F401  (HermesVisualizer)
 from hermes_mm.apis import end_distributed_worker, setup_cpu_distributed
 from hermes_mm.utils import (load_config, rewrite_datasets, set_dist_backend,
                              to_jsonable)
+from hermes_mm.utils.test_data import is_no_split, use_all_images
 
 
 def parse_args(argv=None):
@@ -28,7 +36,14 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--data-root', help='data root for every dataset')
-    parser.add_argument('--split-file', help='split JSON for every dataset')
+    parser.add_argument(
+        '--split-file',
+        help='split JSON for every dataset; "none" = --all-images')
+    parser.add_argument(
+        '--all-images',
+        action='store_true',
+        help='test on every image of the data root (no split file): for a '
+        'separate folder with its own masks')
     parser.add_argument(
         '--work-dir', help='directory for logs and the metrics JSON')
     parser.add_argument(
@@ -92,8 +107,15 @@ def build_cfg(args) -> Config:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    all_images = args.all_images or is_no_split(args.split_file)
+    if all_images and args.split_file is not None and not is_no_split(
+            args.split_file):
+        raise SystemExit('--all-images tests every image of the data root; '
+                         'drop --split-file (or pass --split-file none).')
     rewrite_datasets(cfg, data_root=args.data_root,
-                     split_file=args.split_file)
+                     split_file=None if all_images else args.split_file)
+    if all_images:
+        use_all_images(cfg)
     set_dist_backend(cfg, torch.cuda.is_available())
     setup_cpu_distributed(cfg)
     if args.work_dir is not None:

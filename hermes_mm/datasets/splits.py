@@ -230,7 +230,8 @@ def _split_counts(n: int, ratios: Sequence[float]) -> List[int]:
     the earlier subset), so the counts always sum to ``n``. Then, when
     ``n >= len(ratios)``, every subset with a positive ratio that got
     nothing takes one item from the largest subset; and the first
-    (training) subset always gets at least one item when ``n >= 1``.
+    (training) subset always gets at least one item when ``n >= 1`` and
+    its ratio is positive.
     """
     exact = [r * n for r in ratios]
     counts = [math.floor(x) for x in exact]
@@ -240,7 +241,7 @@ def _split_counts(n: int, ratios: Sequence[float]) -> List[int]:
         counts[i] += 1
     must_have = [i for i, r in enumerate(ratios) if r > 0]
     if n < len(ratios):
-        must_have = [0] if n >= 1 else []
+        must_have = [0] if n >= 1 and ratios[0] > 0 else []
     for i in must_have:
         if counts[i] == 0:
             donor = max(range(len(counts)), key=lambda j: (counts[j], -j))
@@ -265,7 +266,9 @@ def make_split(items: Sequence[Tuple[str, int]],
        last ``n_test`` of the permutation, counts from ``ratios`` by
        largest-remainder rounding (they sum to ``n_c``). A class with at
        least 3 images has at least one in each subset with a positive
-       ratio; every class has at least one train image.
+       ratio; every class has at least one train image unless the train
+       ratio is 0 (a test-only split: ``labeled``/``unlabeled`` empty,
+       ``labeled_ratio`` unused).
     3. The first ``max(1, floor(labeled_ratio * n_train + 0.5))`` train
        images (round half up) are labelled, the rest unlabelled.
 
@@ -280,7 +283,8 @@ def make_split(items: Sequence[Tuple[str, int]],
             keep their labels, in ``(0, 1]``.
         seed (int): Seed of the random permutation.
         ratios (Sequence[float]): train / val / test fractions, each >= 0,
-            train > 0, summing to 1. Defaults to ``(0.7, 0.1, 0.2)``.
+            summing to 1; train 0 makes an evaluation-only split. Defaults
+            to ``(0.7, 0.1, 0.2)``.
         num_classes (int, optional): Number of classes. Defaults to
             ``max(class index) + 1``. Every class must have an image.
 
@@ -297,11 +301,11 @@ def make_split(items: Sequence[Tuple[str, int]],
         raise ValueError(
             f'labeled_ratio must be in (0, 1], got {labeled_ratio!r}.')
     ratios = [float(r) for r in ratios]
-    if (len(ratios) != 3 or min(ratios) < 0 or ratios[0] <= 0
+    if (len(ratios) != 3 or min(ratios) < 0
             or not math.isclose(sum(ratios), 1.0)):
         raise ValueError(
-            f'ratios must be 3 non-negative train/val/test fractions with '
-            f'train > 0 summing to 1, got {ratios} (sum {sum(ratios)}).')
+            f'ratios must be 3 non-negative train/val/test fractions '
+            f'summing to 1, got {ratios} (sum {sum(ratios)}).')
     items = [(str(path), int(label)) for path, label in items]
     if num_classes is None:
         num_classes = max((label for _, label in items), default=-1) + 1
@@ -322,7 +326,7 @@ def make_split(items: Sequence[Tuple[str, int]],
     for label, paths in enumerate(by_class):
         paths = sorted(paths)
         n_train, n_val, _ = _split_counts(len(paths), ratios)
-        if n_train == 0:
+        if n_train == 0 and ratios[0] > 0:
             raise ValueError(
                 f'Class index {label} has no train image ({len(paths)} '
                 f'images in total); every class needs at least one.')
@@ -410,14 +414,11 @@ def validate_split(split: object,
 def save_split(split: Dict[str, List[str]], path: str) -> None:
     """Validate ``split`` and write it to ``path`` as indented JSON.
 
-    Only ``path`` is written; its folder must exist.
+    Only ``path`` is written, and its parent folders when missing (the
+    README writes ``data/BUSI/splits/...`` into a fresh BUSI folder).
     """
     split = validate_split(split, source=f'split for {path!r}')
-    folder = osp.dirname(osp.abspath(path))
-    if not osp.isdir(folder):
-        raise FileNotFoundError(
-            f'Cannot write split {path!r}: folder {folder!r} does not '
-            f'exist.')
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     with open(path, 'w', encoding='utf-8') as f:
         json.dump(split, f, indent=2)
         f.write('\n')
@@ -451,7 +452,10 @@ def resolve_split_file(split_file: str, data_root: Optional[str]) -> str:
         tried.append(candidate)
         if osp.isfile(candidate):
             return candidate
-    raise FileNotFoundError(f'Split file not found; tried {tried}.')
+    raise FileNotFoundError(
+        f'Split file not found; tried {tried}. Make one with '
+        f'tools/make_split.py, or test every image of a folder with '
+        f'tools/test.py ... --all-images.')
 
 
 def check_subset(subset: Optional[str], split_file: Optional[str]) -> None:
@@ -472,9 +476,10 @@ def check_subset(subset: Optional[str], split_file: Optional[str]) -> None:
 def unknown_split_paths(records: Sequence[ImageRecord],
                         split: Dict[str, List[str]]) -> List[str]:
     """Paths of ``split`` (in file order) that are not images of
-    ``records``."""
+    ``records``; ``split`` may hold only some of :data:`SPLIT_KEYS`."""
     known = {r.img_rel for r in records}
-    return [p for key in SPLIT_KEYS for p in split[key] if p not in known]
+    return [p for key in SPLIT_KEYS for p in split.get(key, ())
+            if p not in known]
 
 
 def classes_without_labelled(records: Sequence[ImageRecord],
@@ -502,11 +507,14 @@ def select_subset(records: Sequence[ImageRecord],
                   cls_classes: Sequence[str],
                   source: str = 'split') -> List[ImageRecord]:
     """Keep the records of ``subset``, in dataset order, after checking
-    that ``split`` fits the dataset.
+    that the part of ``split`` this dataset uses fits it.
 
-    Checks (whatever the subset): every path of the split is an image of
-    the dataset, and the ``labeled`` list holds at least one image of each
-    class that occurs in the dataset.
+    Only the lists the subset is built from are checked (all four for
+    ``subset=None``), so a run that builds only ``test`` accepts a
+    test-only split and a folder that holds only the test images: every
+    checked path must be an image of the dataset, and when the subset
+    holds labelled images (``'labeled'``, ``'train'``) the ``labeled``
+    list must hold at least one image of each class in the dataset.
 
     Args:
         records (Sequence[ImageRecord]): The whole dataset.
@@ -524,7 +532,8 @@ def select_subset(records: Sequence[ImageRecord],
             :data:`MAX_LISTED` are listed), a class has no labelled
             image, or ``subset`` holds no image (an empty dataset).
     """
-    unknown = unknown_split_paths(records, split)
+    keys = SPLIT_KEYS if subset is None else SUBSETS[subset]
+    unknown = unknown_split_paths(records, {k: split[k] for k in keys})
     if unknown:
         example = records[0].img_rel if records else ''
         raise ValueError(
@@ -532,7 +541,8 @@ def select_subset(records: Sequence[ImageRecord],
             f'dataset (paths must be relative to data_root, POSIX '
             f'separators, e.g. {example!r}): '
             f'{_listing(unknown)}.')
-    no_label = classes_without_labelled(records, split)
+    no_label = classes_without_labelled(
+        records, split) if 'labeled' in keys and subset is not None else []
     if no_label:
         raise ValueError(no_labelled_message(source, no_label, cls_classes))
     if subset is None:

@@ -180,6 +180,38 @@ def test_error_labeled_list_misses_a_class(tiny_busi, tmp_path):
                     subset='labeled')
 
 
+def test_only_the_built_subsets_are_checked(tiny_busi, tmp_path):
+    # a test-only split (make_split --ratios 0 0 1) builds 'test' and all
+    # images; 'labeled' fails with the named message
+    test_only = {'labeled': [], 'unlabeled': [], 'val': [],
+                 'test': list(tiny_busi.order)}
+    (tmp_path / 'test_only.json').write_text(json.dumps(test_only))
+    for subset in ('test', None):
+        ds = BUSIDataset(data_root=tiny_busi.root, subset=subset,
+                         split_file=str(tmp_path / 'test_only.json'))
+        assert [i['img_rel'] for i in infos(ds)] == tiny_busi.order
+    with pytest.raises(ValueError, match='labeled list has no image of'):
+        BUSIDataset(data_root=tiny_busi.root, subset='labeled',
+                    split_file=str(tmp_path / 'test_only.json'))
+    # the training lists name images of another folder: 'test' still builds
+    split = write_split(tiny_busi, tmp_path / 'ok.json')
+    split['labeled'] += ['benign/elsewhere (1).png']
+    (tmp_path / 'other.json').write_text(json.dumps(split))
+    ds = BUSIDataset(data_root=tiny_busi.root, subset='test',
+                     split_file=str(tmp_path / 'other.json'))
+    assert [i['img_rel'] for i in infos(ds)] == [
+        p for p in tiny_busi.order if p in split['test']]
+    with pytest.raises(ValueError, match='elsewhere'):
+        BUSIDataset(data_root=tiny_busi.root, subset='train',
+                    split_file=str(tmp_path / 'other.json'))
+
+
+def test_missing_split_file_names_all_images_option(tiny_busi):
+    with pytest.raises(FileNotFoundError, match='--all-images'):
+        BUSIDataset(data_root=tiny_busi.root, subset='test',
+                    split_file='data/BUSI/splits/none_here.json')
+
+
 def test_error_subset_arguments(tiny_busi, tmp_path):
     with pytest.raises(ValueError, match=r"Unknown subset 'training'"):
         BUSIDataset(data_root=tiny_busi.root, split_file='x.json',

@@ -78,7 +78,32 @@ def test_main_errors(tiny_busi, tmp_path):
     with pytest.raises(ValueError, match='labeled_ratio.*1.5'):
         tool.main([tiny_busi.root, '--labeled-ratio', '1.5', '--out',
                    str(tmp_path / 'x.json')])
-    with pytest.raises(FileNotFoundError, match='no_such_dir'):
-        tool.main([tiny_busi.root, '--labeled-ratio', '0.5', '--out',
-                   str(tmp_path / 'no_such_dir' / 'x.json')])
+    with pytest.raises(SystemExit):  # --labeled-ratio needs a train ratio 0
+        tool.main([tiny_busi.root, '--out', str(tmp_path / 'x.json')])
     assert not (tmp_path / 'x.json').exists()
+
+
+def test_readme_split_command_on_a_fresh_folder(tiny_busi, tmp_path,
+                                                monkeypatch, capsys):
+    # The README's command, verbatim but for the data folder: splits/ does
+    # not exist in a freshly unpacked BUSI folder and is created.
+    readme = open(osp.join(REPO, 'README.md')).read()
+    command = ('python tools/make_split.py data/BUSI --labeled-ratio 0.125 '
+               '--seed 0 --out data/BUSI/splits/split_0.125_seed0.json')
+    assert command in readme
+    os.makedirs(tmp_path / 'data')
+    os.symlink(tiny_busi.root, tmp_path / 'data' / 'BUSI')
+    monkeypatch.chdir(tmp_path)
+    load_tool().main(command.split()[2:])
+    split = json.loads(
+        (tmp_path / 'data/BUSI/splits/split_0.125_seed0.json').read_text())
+    assert all(split[k] for k in ('labeled', 'val', 'test'))
+    capsys.readouterr()
+    # and a test-only split of a separate folder (README: "Test on another
+    # folder"): no --labeled-ratio needed
+    load_tool().main([tiny_busi.root, '--ratios', '0', '0', '1', '--out',
+                      str(tmp_path / 'test_only' / 'split.json')])
+    split = json.loads((tmp_path / 'test_only' / 'split.json').read_text())
+    assert sorted(split['test']) == sorted(tiny_busi.order)
+    assert 'total             0         0         0' in capsys.readouterr().out
+

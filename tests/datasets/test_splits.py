@@ -83,11 +83,24 @@ def test_make_split_bad_labeled_ratio(ratio):
         make_split(items_of(SIZES), ratio, seed=0)
 
 
-@pytest.mark.parametrize('ratios', [(0.7, 0.2, 0.2), (0.7, 0.3), (0, .5, .5),
+@pytest.mark.parametrize('ratios', [(0.7, 0.2, 0.2), (0.7, 0.3),
                                     (1.2, -0.1, -0.1)])
 def test_make_split_bad_ratios(ratios):
     with pytest.raises(ValueError, match='ratios'):
         make_split(items_of(SIZES), 0.5, seed=0, ratios=ratios)
+
+
+def test_make_split_test_only():
+    # --ratios 0 0 1: every image in 'test', whatever labeled_ratio says
+    items = items_of(SIZES)
+    split = make_split(items, 0.5, seed=0, ratios=(0, 0, 1))
+    assert split['labeled'] == split['unlabeled'] == split['val'] == []
+    assert split['test'] == sorted(p for p, _ in items)
+    # (0, .5, .5): val and test only, one class of 1 image included
+    split = make_split(items + [('x/only.png', len(SIZES))], 0.5, seed=0,
+                       ratios=(0, .5, .5))
+    assert split['labeled'] == split['unlabeled'] == []
+    assert len(split['val']) + len(split['test']) == len(items) + 1
 
 
 def test_make_split_class_without_train_image():
@@ -114,6 +127,14 @@ def test_save_load_roundtrip(tmp_path):
     save_split(split, str(path))
     assert load_split(str(path)) == split
     assert list(json.loads(path.read_text())) == list(SPLIT_KEYS)
+
+
+def test_save_split_creates_parent_folders(tmp_path):
+    # the README writes data/BUSI/splits/<name>.json into a fresh folder
+    split = make_split(items_of(SIZES), 0.125, seed=0)
+    path = tmp_path / 'BUSI' / 'splits' / 'split_0.125_seed0.json'
+    save_split(split, str(path))
+    assert load_split(str(path)) == split
 
 
 @pytest.mark.parametrize('content, message', [
