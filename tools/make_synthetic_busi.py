@@ -77,7 +77,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.out, num=args.num, seed=args.seed,
             size_range=tuple(args.size), class_ratio=args.class_ratio,
             overwrite=args.overwrite, style=args.style)
-    except (FileExistsError, ValueError) as err:
+    except FileExistsError:
+        # the library's message names the Python argument too
+        print(f'error: {args.out!r} is not empty; pass --overwrite to '
+              'replace its class folders', file=sys.stderr)
+        return 1
+    except ValueError as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
     for name in CLASS_NAMES:

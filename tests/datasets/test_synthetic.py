@@ -235,7 +235,7 @@ def _load_cli():
     return module
 
 
-def test_cli(tmp_path):
+def test_cli(tmp_path, capsys):
     out = tmp_path / 'busi'
     proc = subprocess.run(
         [sys.executable, CLI, str(out), '--num', '6', '--seed', '1'],
@@ -251,6 +251,9 @@ def test_cli(tmp_path):
     before = tree_checksums(str(out))
     assert cli.main([str(out), '--num', '3']) == 1
     assert tree_checksums(str(out)) == before
+    # the command-line user is told the flag, not the Python argument
+    err = capsys.readouterr().err
+    assert 'pass --overwrite to replace' in err and 'overwrite=True' not in err
     # ... unless asked to overwrite.
     assert cli.main([str(out), '--num', '3', '--overwrite']) == 0
     assert len(tree_checksums(str(out))) < len(before)
