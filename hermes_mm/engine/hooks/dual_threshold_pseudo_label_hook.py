@@ -27,9 +27,14 @@ class DualThresholdPseudoLabelHook(Hook):
       statistics of that step;
     - logs the thresholds the step ran with
       (``train/thr.<task>.<low|high>.<class>``) and,
-      when the unlabelled set has hidden annotations, the precision of the
-      reliable pseudo-labels over the last ``precision_window`` iterations
-      (``train/pl.<task>.precision``); zone ratios come with the losses;
+      when the unlabelled set has hidden annotations, the quality of the
+      reliable pseudo-labels over the last ``precision_window`` iterations:
+      pooled precision (``train/pl.<seg|cls>.precision``), lesion-pixel
+      precision and recall (``train/pl.seg.lesion.<precision|recall>``) and
+      per image class (``train/pl.cls.<class>.<precision|recall>``), each a
+      ratio of the counts summed over the window (see
+      ``HermesSegmentor.pseudo_label_diagnostics``); zone ratios come with
+      the losses;
     - warns when a contrastive term has had nothing to contrast for
       ``no_pair_warning_iters`` iterations.
 
@@ -39,7 +44,7 @@ class DualThresholdPseudoLabelHook(Hook):
 
     Args:
         precision_window (int): Iterations over which the pseudo-label
-            precision is accumulated.
+            precision and recall counts are accumulated.
         no_pair_warning_iters (int): Warn after this many consecutive
             iterations without a contrastive pair (0 disables).
         log_thresholds (bool): Log the thresholds every iteration.
@@ -102,16 +107,25 @@ class DualThresholdPseudoLabelHook(Hook):
                 message_hub.update_scalar(f'train/{name}', value)
         model.update_teacher(runner.iter)
         model.update_thresholds(runner.iter)
-        for task, counts in getattr(model, 'pseudo_label_stats', {}).items():
+        for key, counts in getattr(model, 'pseudo_label_stats', {}).items():
+            name = self.ratio_name(key)
             window = self.windows.setdefault(
-                task, deque(maxlen=self.precision_window))
+                name, deque(maxlen=self.precision_window))
             window.append(tuple(counts))
-            correct = sum(c for c, _ in window)
-            total = sum(t for _, t in window)
-            if total > 0:
-                message_hub.update_scalar(f'train/pl.{task}.precision',
-                                          correct / total)
+            numerator = sum(c for c, _ in window)
+            denominator = sum(t for _, t in window)
+            if denominator > 0:
+                message_hub.update_scalar(f'train/pl.{name}',
+                                          numerator / denominator)
         self.check_contrastive_pairs(runner, model)
+
+    @staticmethod
+    def ratio_name(key: str) -> str:
+        """Logged name of a ``pseudo_label_stats`` entry: the key itself
+        (e.g. ``seg.lesion.recall``); a bare task name (``seg``, the form
+        before per-class diagnostics, also in older checkpoints) means its
+        pooled precision."""
+        return key if '.' in key else f'{key}.precision'
 
     @staticmethod
     def threshold_scalars(model) -> Dict[str, float]:
@@ -161,7 +175,7 @@ class DualThresholdPseudoLabelHook(Hook):
         if not state:
             return
         self.windows = {
-            task: deque((tuple(item) for item in items),
-                        maxlen=self.precision_window)
-            for task, items in state['windows'].items()
+            self.ratio_name(key): deque((tuple(item) for item in items),
+                                        maxlen=self.precision_window)
+            for key, items in state['windows'].items()
         }

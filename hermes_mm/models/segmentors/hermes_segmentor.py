@@ -822,8 +822,21 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
     @torch.no_grad()
     def pseudo_label_diagnostics(
             self, teacher: Dict[str, object]) -> Dict[str, Tensor]:
-        """Zone ratios (logged) and pseudo-label precision counts (kept in
-        ``pseudo_label_stats`` for the hook, when hidden labels exist)."""
+        """Zone ratios (logged) and pseudo-label quality counts.
+
+        The counts are kept in ``pseudo_label_stats`` for the hook (which
+        logs ``pl.<name>`` as a ratio over a window), when the unlabelled
+        set has hidden annotations: ``name -> (numerator, denominator)``
+        with names
+
+        - ``seg.precision``, ``cls.precision``: correct / reliable, pooled
+          over classes (for pixels this is dominated by the background);
+        - ``seg.lesion.precision`` / ``seg.lesion.recall``: reliable lesion
+          pseudo-labels that are lesion / all lesion pixels given a lesion
+          pseudo-label (of the hidden lesion pixels), in the image region;
+        - ``cls.<c>.precision`` / ``cls.<c>.recall``: the same per image
+          class ``c``, over usable (unmixed) images with a known label.
+        """
         seg_zones: Zones = teacher['seg_zones']
         cls_zones: Zones = teacher['cls_zones']
         region = teacher['region'].flatten()
@@ -835,20 +848,39 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
             for zone in ('reliable', 'ambiguous', 'unreliable'):
                 stats[f'zone.{task}.{zone}'] = (getattr(zones, zone)
                                                 & valid).sum() / total
-        self.pseudo_label_stats = {}
+        counts = dict()  # name -> (numerator, denominator) masks
         if 'hidden_masks' in teacher:
             hidden = teacher['hidden_masks'].flatten()
-            chosen = seg_zones.reliable & region & (hidden !=
-                                                    self.ignore_index)
+            valid = region & (hidden != self.ignore_index)
+            chosen = seg_zones.reliable & valid
             correct = (seg_zones.pseudo_label == hidden) & chosen
-            self.pseudo_label_stats['seg'] = (float(correct.sum()),
-                                              float(chosen.sum()))
+            counts['seg.precision'] = (correct, chosen)
+            lesion_label = chosen & (seg_zones.pseudo_label
+                                     == self.lesion_index)
+            lesion_truth = valid & (hidden == self.lesion_index)
+            lesion_hit = lesion_label & lesion_truth
+            counts['seg.lesion.precision'] = (lesion_hit, lesion_label)
+            counts['seg.lesion.recall'] = (lesion_hit, lesion_truth)
         if 'hidden_labels' in teacher:
             hidden = teacher['hidden_labels']
-            chosen = cls_zones.reliable & usable & (hidden >= 0)
+            valid = usable & (hidden >= 0)
+            chosen = cls_zones.reliable & valid
             correct = (cls_zones.pseudo_label == hidden) & chosen
-            self.pseudo_label_stats['cls'] = (float(correct.sum()),
-                                              float(chosen.sum()))
+            counts['cls.precision'] = (correct, chosen)
+            for c in range(self.cls_num_classes):
+                label = chosen & (cls_zones.pseudo_label == c)
+                hit = label & (hidden == c)
+                counts[f'cls.{c}.precision'] = (hit, label)
+                counts[f'cls.{c}.recall'] = (hit, valid & (hidden == c))
+        # One host transfer for all counts.
+        sums = torch.stack([
+            torch.stack([num.sum(), den.sum()]) for num, den in
+            counts.values()
+        ]).tolist() if counts else []
+        self.pseudo_label_stats = {
+            name: (float(num), float(den))
+            for name, (num, den) in zip(counts, sums)
+        }
         return stats
 
     # ------------------------------------------------------------------

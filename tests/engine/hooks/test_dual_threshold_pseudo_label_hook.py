@@ -5,7 +5,7 @@ One real Runner trains a tiny Hermes (``configs/demo/hermes_synthetic.py`` at
 ``RampedDualThreshold`` with known values) and the numbers are checked: the
 teacher is MMEngine's EMA of the recorded student states, the thresholds
 follow the documented ramp, thresholds / zone ratios / pseudo-label precision
-reach the message hub, and the hook state survives a checkpoint.
+and recall (pooled, lesion pixels, per image class) reach the message hub, and the hook state survives a checkpoint.
 """
 import copy
 import os.path as osp
@@ -267,22 +267,47 @@ def test_precision_from_hidden_labels(hermes_run):
     # Everything is reliable at iteration 0, so the precision counts cover
     # every valid hidden pixel / labelled unlabelled image.
     first = rec.stats[0]
-    assert first['seg'][1] == rec.hidden_pixels[0] > 0
-    assert first['cls'][1] == rec.hidden_images[0] == 2
-    for task in ('seg', 'cls'):
+    assert first['seg.precision'][1] == rec.hidden_pixels[0] > 0
+    assert first['cls.precision'][1] == rec.hidden_images[0] == 2
+    # everything reliable: every hidden lesion pixel / image of a class has
+    # a pseudo-label, so the recall denominators are the hidden counts
+    assert first['seg.lesion.recall'][1] > 0
+    assert sum(first[f'cls.{c}.recall'][1] for c in range(3)) == 2
+    names = ['seg.precision', 'cls.precision', 'seg.lesion.precision',
+             'seg.lesion.recall'] + [f'cls.{c}.{kind}' for c in range(3)
+                                     for kind in ('precision', 'recall')]
+    assert set(first) == set(names)
+    logged_names = []
+    for name in names:
         expected = []
         for t in range(MAX_ITERS):
-            window = [s[task] for s in rec.stats[max(0, t - WINDOW + 1):t + 1]]
+            window = [s[name] for s in rec.stats[max(0, t - WINDOW + 1):t + 1]]
             total = sum(n for _, n in window)
             if total > 0:
                 expected.append(sum(c for c, _ in window) / total)
-        logged = hub_series(hermes_run.runner, f'train/pl.{task}.precision')
-        assert len(expected) >= 2
+        key = f'train/pl.{name}'
+        if not expected:
+            assert key not in hermes_run.runner.message_hub.log_scalars
+            continue
+        logged = hub_series(hermes_run.runner, key)
         np.testing.assert_allclose(logged, expected, rtol=1e-6)
         assert all(0 <= p <= 1 for p in logged)
-    assert list(hermes_run.hook.windows['seg']) == [
-        tuple(s['seg']) for s in rec.stats[-WINDOW:]
+        logged_names.append(name)
+    for name in ('seg.precision', 'cls.precision', 'seg.lesion.precision',
+                 'seg.lesion.recall'):
+        assert len(hub_series(hermes_run.runner, f'train/pl.{name}')) >= 2
+    assert any(n.startswith('cls.') and n.endswith('.recall')
+               for n in logged_names)
+    assert list(hermes_run.hook.windows['seg.precision']) == [
+        tuple(s['seg.precision']) for s in rec.stats[-WINDOW:]
     ]
+    # ... and they are on the log lines
+    runner = hermes_run.runner
+    with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
+        log = f.read()
+    for name in ('pl.seg.lesion.precision', 'pl.seg.lesion.recall',
+                 'pl.cls.precision'):
+        assert name in log, name
 
 
 def test_state_round_trips_through_checkpoint(hermes_run):
@@ -370,6 +395,37 @@ def test_precision_window_slides_and_skips_empty_windows():
     assert model.calls[:3] == [('set_iteration', 0), ('update_teacher', 0),
                                ('update_thresholds', 0)]
     assert ('update_thresholds', 5) in model.calls
+
+
+def test_per_class_diagnostics_reach_the_log():
+    """Every ``pseudo_label_stats`` entry is logged as ``pl.<name>``, the
+    ratio of its counts summed over the window; bare task names (older
+    models and checkpoints) mean pooled precision."""
+    model = FakeHermes()
+    hook = DualThresholdPseudoLabelHook(precision_window=2,
+                                        log_thresholds=False)
+    runner = fake_runner(model)
+    steps = [
+        {'seg.lesion.precision': (3.0, 4.0), 'seg.lesion.recall': (3.0, 6.0),
+         'cls.2.recall': (0.0, 0.0)},
+        {'seg.lesion.precision': (1.0, 4.0), 'seg.lesion.recall': (1.0, 2.0),
+         'cls.2.recall': (1.0, 2.0), 'cls': (1.0, 4.0)},
+    ]
+    for i, stats in enumerate(steps):
+        runner.iter = i
+        model.pseudo_label_stats = stats
+        hook.after_train_iter(runner, i)
+    assert hub_series(runner, 'train/pl.seg.lesion.precision') == [0.75, 0.5]
+    assert hub_series(runner, 'train/pl.seg.lesion.recall') == [0.5, 0.5]
+    assert hub_series(runner, 'train/pl.cls.2.recall') == [0.5]
+    assert hub_series(runner, 'train/pl.cls.precision') == [0.25]
+    assert set(hook.windows) == {'seg.lesion.precision', 'seg.lesion.recall',
+                                 'cls.2.recall', 'cls.precision'}
+    # a checkpoint from before the per-class names restores under the new
+    fresh = DualThresholdPseudoLabelHook(precision_window=2)
+    fresh.after_load_checkpoint(runner, {CHECKPOINT_KEY: dict(
+        windows={'seg': [[1.0, 2.0]]})})
+    assert list(fresh.windows) == ['seg.precision']
 
 
 def test_starvation_warning(monkeypatch):

@@ -525,7 +525,7 @@ def test_pseudo_label_stats_on_a_hand_case(model):
         [[0.99] * 4] * 2,
     ])
     hidden_masks = torch.tensor([
-        [[1, 0, 0, 1], [1, 0, IGNORE, 0]],
+        [[1, 0, 1, 1], [1, 0, IGNORE, 0]],
         [[1] * 4] * 2,
         [[0] * 4] * 2,
         [[1] * 4] * 2,
@@ -549,9 +549,22 @@ def test_pseudo_label_stats_on_a_hand_case(model):
         teacher.update(model.select_pseudo_labels(teacher))
         stats = model.pseudo_label_diagnostics(teacher)
     # seg, image 0: chosen (0,0) (0,1) (1,0) (1,1), correct all but (0,1)
-    assert model.pseudo_label_stats['seg'] == (3.0 + 8.0 + 0.0,
-                                               4.0 + 8.0 + 8.0)
-    assert model.pseudo_label_stats['cls'] == (1.0, 2.0)
+    stats_pl = model.pseudo_label_stats
+    assert stats_pl['seg.precision'] == (3.0 + 8.0 + 0.0, 4.0 + 8.0 + 8.0)
+    # lesion pixels only: labelled lesion (0,0) (0,1) (1,0) + 8 + 8, of
+    # which (0,0) (1,0) + 8 are lesion; hidden lesion (0,0) (0,2)
+    # (ambiguous: no pseudo-label) (1,0) + 8 (+ 0 in image 2)
+    assert stats_pl['seg.lesion.precision'] == (2.0 + 8.0, 3.0 + 16.0)
+    assert stats_pl['seg.lesion.recall'] == (2.0 + 8.0, 3.0 + 8.0)
+    # images: usable with a known label are 0 (reliable 0, hidden 0) and 1
+    # (reliable 1, hidden 2)
+    assert stats_pl['cls.precision'] == (1.0, 2.0)
+    assert stats_pl['cls.0.precision'] == (1.0, 1.0)
+    assert stats_pl['cls.0.recall'] == (1.0, 1.0)
+    assert stats_pl['cls.1.precision'] == (0.0, 1.0)
+    assert stats_pl['cls.1.recall'] == (0.0, 0.0)
+    assert stats_pl['cls.2.precision'] == (0.0, 0.0)
+    assert stats_pl['cls.2.recall'] == (0.0, 1.0)
     # zone ratios over valid pixels (6 + 8 + 8) / usable images (3)
     assert float(stats['zone.seg.ambiguous']) == pytest.approx(1 / 22)
     assert float(stats['zone.seg.reliable']) == pytest.approx(21 / 22)
