@@ -477,8 +477,13 @@ class PixelContrastLoss(nn.Module):
         over ranks under distributed training, so prototypes stay
         identical). A class seen for the first time takes its mean directly.
 
+        The all-reduces run on every call, whatever the data: call it on
+        every rank every step, also with nothing sampled (N = 0 or ``mask``
+        all False, which changes nothing), never behind a data-dependent
+        branch, or distributed training hangs.
+
         Args:
-            feats (Tensor): (N, D) pixel embeddings.
+            feats (Tensor): (N, D) pixel embeddings; N may be 0.
             labels (LongTensor): (N,) classes; read only where ``mask``.
             mask (BoolTensor): (N,) reliable or labelled pixels.
         """

@@ -209,6 +209,28 @@ def test_module_prototypes_ema_state_dict_and_counter(tmp_path):
                        loss_mod(feats, labels, anchors, neg))
 
 
+@pytest.mark.parametrize('rows', [0, 3])
+def test_update_prototypes_all_reduces_when_nothing_is_sampled(
+        monkeypatch, rows):
+    """Every rank must join the all-reduces, also a rank whose sample is
+    empty (no rows, or no masked row): no collective behind a branch on
+    the data. Nothing changes."""
+    from mmengine import dist
+    calls = []
+    monkeypatch.setattr(dist, 'all_reduce',
+                        lambda tensor, *a, **k: calls.append(tensor.shape))
+    loss_mod = PixelContrastLoss(feat_dim=2)
+    loss_mod.prototypes.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    loss_mod.proto_valid.copy_(torch.tensor([True, False]))
+    before = {k: v.clone() for k, v in loss_mod.state_dict().items()}
+    loss_mod.update_prototypes(torch.randn(rows, 2),
+                               torch.zeros(rows, dtype=torch.long),
+                               torch.zeros(rows, dtype=torch.bool))
+    assert calls == [torch.Size([2, 2]), torch.Size([2])]
+    for key, value in loss_mod.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
 @pytest.mark.parametrize('kwargs,msg', [
     (dict(temperature=-1.0), 'temperature must be > 0, got -1.0'),
     (dict(prototype_momentum=1.0), r'\[0, 1\), got 1.0'),

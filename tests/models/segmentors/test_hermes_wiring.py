@@ -164,7 +164,7 @@ def spy(monkeypatch, obj, name):
     return calls
 
 
-def run(model, monkeypatch):
+def run(model, monkeypatch, batch=None):
     """One loss call with the hand-made teacher; returns the losses, the
     student's (input, outputs) and the buffers before the step."""
     monkeypatch.setattr(model.teacher.module, 'forward_train', hand_teacher)
@@ -174,7 +174,7 @@ def run(model, monkeypatch):
         prototypes=model.pix_contrast_loss.prototypes.clone(),
         proto_valid=model.pix_contrast_loss.proto_valid.clone())
     torch.manual_seed(1)
-    losses = model.loss(*make_batch())
+    losses = model.loss(*(batch or make_batch()))
     # One student forward over labelled + strong images, or one per part:
     # either way, the images it saw and its outputs, in batch order.
     assert 1 <= len(forwards) <= 2
@@ -437,3 +437,25 @@ def test_cutmix_box_moves_every_dense_target(monkeypatch):
     assert float(losses['zone.cls.reliable']) == 0
     # labelled anchors only: classes 0 and 2, one each, no positive -> 0
     assert float(losses['con.loss_con_img']) == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason='HermesSegmentor.pixel_contrastive_loss still calls '
+    'update_prototypes (which all-reduces) only when the pixel sample is '
+    'non-empty; remove this marker once it calls it unconditionally')
+def test_prototype_update_runs_when_nothing_is_sampled(monkeypatch):
+    """``update_prototypes`` all-reduces: a rank whose pixel sample is empty
+    (no labelled pixel, nothing reliable) must still call it, or DDP
+    hangs on the other ranks' all-reduce."""
+    model = build(cutmix_prob=0.0)
+    with torch.no_grad():  # nothing reliable (0.99 < 1)
+        model.seg_threshold.tau_low.fill_(1.0)
+        model.seg_threshold.tau_high.fill_(1.0)
+    inputs, data_samples = make_batch()
+    for s in data_samples['sup']:
+        s.gt_sem_seg.data.fill_(IGNORE)
+    updates = spy(monkeypatch, model.pix_contrast_loss, 'update_prototypes')
+    losses, *_ = run(model, monkeypatch, (inputs, data_samples))
+    assert float(losses['con.loss_con_pix']) == 0
+    assert len(updates) == 1

@@ -1,0 +1,369 @@
+"""Mutation check: do the tests fail when the Hermes wiring breaks?
+
+Each mutant is one deliberate bug: an exact snippet of a source file and its
+replacement. The check copies the repository's files (tracked, plus
+untracked files git does not ignore) into a temporary directory, runs the
+mutant's tests there once unmutated (they must pass), then applies each
+mutant in turn, runs its tests and restores the file. A mutant is *killed*
+when its tests fail. The working tree is never modified, so this is safe to
+run while others edit it.
+
+The copy is imported first (``PYTHONPATH``, checked before anything runs:
+``hermes_mm.__file__`` must lie in the copy, not in an editable install of
+the working tree).
+
+Exit status: 0 when every mutant is killed; 1 when a mutant survives, when a
+mutant's snippet is not found exactly once (the code drifted: update the
+mutant), or when the unmutated tests fail.
+
+Usage::
+
+    python tools/dev/mutation_check.py [--only NAME ...] [--list]
+        [--out TABLE.txt] [--keep]
+"""
+import argparse
+import os
+import os.path as osp
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+SEGMENTOR = 'hermes_mm/models/segmentors/hermes_segmentor.py'
+ZONES = 'hermes_mm/models/utils/dual_threshold.py'
+ADAPTIVE = 'hermes_mm/models/thresholds/adaptive_dual_threshold.py'
+RAMPED = 'hermes_mm/models/thresholds/ramped_dual_threshold.py'
+SUPCON = 'hermes_mm/models/losses/dual_threshold_supcon_loss.py'
+PIXCON = 'hermes_mm/models/losses/pixel_contrast_loss.py'
+ICT = 'hermes_mm/models/losses/inter_task_consistency_loss.py'
+CUTMIX = 'hermes_mm/models/utils/cutmix.py'
+HOOK = 'hermes_mm/engine/hooks/dual_threshold_pseudo_label_hook.py'
+
+T_WIRING = 'tests/models/segmentors/test_hermes_wiring.py'
+T_SEGMENTOR = 'tests/models/segmentors/test_hermes_segmentor.py'
+T_ZONES = 'tests/models/utils/test_dual_threshold.py'
+T_THRESHOLDS = 'tests/models/thresholds/test_thresholds.py'
+T_SUPCON = 'tests/models/losses/test_dual_threshold_supcon_loss.py'
+T_PIXCON = 'tests/models/losses/test_pixel_contrast_loss.py'
+T_ICT = 'tests/models/losses/test_inter_task_consistency_loss.py'
+T_CUTMIX = 'tests/models/utils/test_cutmix.py'
+T_HOOK = ('tests/engine/hooks/test_dual_threshold_pseudo_label_hook.py', )
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One deliberate bug.
+
+    Attributes:
+        name (str): Short unique name.
+        path (str): Source file, relative to the repository root.
+        original (str): Exact snippet; must occur exactly once in ``path``.
+        replacement (str): What it becomes.
+        tests (tuple[str]): Pytest node ids / files that must kill it.
+    """
+    name: str
+    path: str
+    original: str
+    replacement: str
+    tests: Tuple[str, ...]
+
+
+MUTANTS: List[Mutant] = [
+    # --- the four breakages named in issue 16 ---------------------------
+    Mutant('teacher_labels_strong_view', SEGMENTOR,
+           'self.teacher_pseudo_labels(weak_x, strong_ds)',
+           'self.teacher_pseudo_labels(strong_x, strong_ds)',
+           (T_WIRING, )),
+    Mutant('consistency_always_skipped', SEGMENTOR,
+           'valid = torch.cat([sup_valid, unsup_valid])',
+           'valid = torch.cat([sup_valid, unsup_valid]) & False',
+           (T_WIRING, )),
+    Mutant('no_unlabelled_pixel_anchors', SEGMENTOR,
+           'anchors = torch.cat([sup_valid, zones.reliable & region])',
+           'anchors = torch.cat([sup_valid, zones.reliable & region & False])',
+           (T_WIRING, )),
+    Mutant('no_ambiguous_image_negatives', SEGMENTOR,
+           'cls_zones.negative_classes & usable[:, None]',
+           'cls_zones.negative_classes & usable[:, None] & False',
+           (T_WIRING, )),
+    # --- segmentor -------------------------------------------------------
+    Mutant('no_ambiguous_pixel_negatives', SEGMENTOR,
+           'zones.negative_classes & region[:, None]',
+           'zones.negative_classes & region[:, None] & False',
+           (T_WIRING, )),
+    Mutant('mixed_images_keep_class', SEGMENTOR,
+           "cls_usable = ~teacher['mixed']",
+           "cls_usable = torch.ones_like(teacher['mixed'])",
+           (T_WIRING, )),
+    Mutant('dense_targets_not_mixed', SEGMENTOR,
+           'teacher = dict(teacher, **dict(zip(dense_keys, mixed_targets)))',
+           'teacher = dict(teacher)',
+           (T_WIRING, )),
+    Mutant('unsup_cls_mean_over_reliable', SEGMENTOR,
+           'avg_factor=max(weight.numel(), 1))',
+           'avg_factor=max(int(weight.sum()), 1))',
+           (T_WIRING, )),
+    Mutant('padding_gets_pseudo_labels', SEGMENTOR,
+           'seg_zones.reliable & region, seg_zones.pseudo_label,',
+           'seg_zones.reliable, seg_zones.pseudo_label,',
+           (T_SEGMENTOR, )),
+    Mutant('lesion_recall_over_reliable_only', SEGMENTOR,
+           'lesion_truth = valid & (hidden == self.lesion_index)',
+           'lesion_truth = chosen & (hidden == self.lesion_index)',
+           (T_SEGMENTOR, )),
+    # --- pseudo-labeller and thresholds ------------------------------
+    Mutant('reliable_strictly_above_tau_high', ZONES,
+           'reliable = confidence >= high_i',
+           'reliable = confidence > high_i',
+           (T_ZONES, )),
+    Mutant('predicted_class_can_be_negative', ZONES,
+           'ambiguous[:, None] & not_predicted',
+           'ambiguous[:, None]',
+           (T_ZONES, )),
+    Mutant('adaptive_low_ignores_floor', ADAPTIVE,
+           'low = (high - self.margin).clamp(min=self.low_floor)',
+           'low = high - self.margin',
+           (T_THRESHOLDS, )),
+    Mutant('adaptive_unseen_class_decays', ADAPTIVE,
+           'torch.where(seen, m * self.class_confidence',
+           'torch.where(seen | True, m * self.class_confidence',
+           (T_THRESHOLDS, )),
+    Mutant('ramp_one_iteration_early', RAMPED,
+           'min(1.0, (iteration - self.warmup_iters) / self.ramp_iters)',
+           'min(1.0, (iteration + 1 - self.warmup_iters) / self.ramp_iters)',
+           (T_THRESHOLDS, )),
+    Mutant('cutmix_targets_from_self', CUTMIX,
+           'dst[i, ..., region[0], region[1]] = src[j, ..., region[0],',
+           'dst[i, ..., region[0], region[1]] = src[i, ..., region[0],',
+           (T_CUTMIX, )),
+    # --- losses ----------------------------------------------------------
+    Mutant('supcon_drops_ambiguous_negatives', SUPCON,
+           '~is_anchor & negative_classes.t()[anchor_labels])',
+           '~is_anchor & False)',
+           (T_SUPCON, )),
+    Mutant('pixel_hard_negatives_from_anchors', PIXCON,
+           'hard = (~anchor_mask & negative_classes[:, cls])',
+           'hard = (anchor_mask & negative_classes[:, cls])',
+           (T_PIXCON, )),
+    Mutant('prototype_ema_swapped', PIXCON,
+           'momentum * self.prototypes + (1 - momentum) * mean',
+           '(1 - momentum) * self.prototypes + momentum * mean',
+           (T_PIXCON, )),
+    Mutant('prototype_update_skips_empty_all_reduce', PIXCON,
+           'feats = F.normalize(feats.detach().to(self.prototypes.dtype)',
+           'if not bool(mask.any()):\n            return\n        '
+           'feats = F.normalize(feats.detach().to(self.prototypes.dtype)',
+           (T_PIXCON, )),
+    Mutant('consistency_map_l1', ICT,
+           'per_map = (cls_attn - seg_prob).pow(2).mean(dim=(1, 2))',
+           'per_map = (cls_attn - seg_prob).abs().mean(dim=(1, 2))',
+           (T_ICT, )),
+    # --- hook ------------------------------------------------------------
+    Mutant('hook_window_one_too_long', HOOK,
+           'deque(maxlen=self.precision_window)',
+           'deque(maxlen=self.precision_window + 1)',
+           T_HOOK),
+    Mutant('hook_iteration_off_by_one', HOOK,
+           'set_iteration(runner.iter)',
+           'set_iteration(runner.iter + 1)',
+           T_HOOK),
+    Mutant('hook_thresholds_updated_with_previous_iter', HOOK,
+           'model.update_thresholds(runner.iter)',
+           'model.update_thresholds(runner.iter - 1)',
+           T_HOOK),
+    Mutant('hook_recall_logged_as_precision', HOOK,
+           "message_hub.update_scalar(f'train/pl.{name}',",
+           "message_hub.update_scalar(f'train/pl.{name}.precision',",
+           T_HOOK),
+]
+
+
+def check_mutants(mutants: Sequence[Mutant], root: str = REPO) -> List[str]:
+    """Problems with the mutant list against the sources under ``root``:
+    duplicate names, missing files or tests, snippets not found exactly
+    once, replacements equal to the original. Empty when well-formed."""
+    problems = []
+    names = [m.name for m in mutants]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f'duplicate mutant name {name!r}')
+    for m in mutants:
+        path = osp.join(root, m.path)
+        if not osp.isfile(path):
+            problems.append(f'{m.name}: no file {m.path}')
+            continue
+        with open(path, encoding='utf-8') as f:
+            count = f.read().count(m.original)
+        if count != 1:
+            problems.append(f'{m.name}: snippet found {count} times in '
+                            f'{m.path} (expected once): {m.original!r}')
+        if m.original == m.replacement:
+            problems.append(f'{m.name}: replacement equals the original')
+        if not m.tests:
+            problems.append(f'{m.name}: no tests')
+        for test in m.tests:
+            if not osp.isfile(osp.join(root, test.split('::')[0])):
+                problems.append(f'{m.name}: no test file {test}')
+    return problems
+
+
+def repo_files(root: str) -> List[str]:
+    """Tracked files plus untracked, not ignored ones (the working tree as
+    the tests see it), relative to ``root``."""
+    out = subprocess.run(
+        ['git', 'ls-files', '--cached', '--others', '--exclude-standard',
+         '-z'], cwd=root, check=True, capture_output=True).stdout
+    return sorted({p for p in out.decode().split('\0')
+                   if p and osp.isfile(osp.join(root, p))})
+
+
+def copy_repo(root: str, dst: str) -> None:
+    for rel in repo_files(root):
+        target = osp.join(dst, rel)
+        os.makedirs(osp.dirname(target), exist_ok=True)
+        shutil.copy2(osp.join(root, rel), target)
+
+
+def environment(copy: str) -> Dict[str, str]:
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [copy] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep)
+                  if p])
+    # No bytecode: a mutant and its restored original may share an mtime.
+    env['PYTHONDONTWRITEBYTECODE'] = '1'
+    return env
+
+
+def check_import_location(copy: str) -> str:
+    """``hermes_mm.__file__`` as imported in the copy; raise unless it lies
+    there (an editable install of the working tree must not win)."""
+    out = subprocess.run(
+        [sys.executable, '-c', 'import hermes_mm; print(hermes_mm.__file__)'],
+        cwd=copy, env=environment(copy), check=True, capture_output=True,
+        text=True).stdout.strip()
+    real = osp.realpath(out)
+    if not real.startswith(osp.realpath(copy) + os.sep):
+        raise RuntimeError(f'hermes_mm is imported from {out}, not from the '
+                           f'copy {copy}: the mutants would not be tested')
+    return out
+
+
+FAILED = re.compile(r'^(?:FAILED|ERROR) (\S+)', re.MULTILINE)
+
+
+def run_tests(copy: str, tests: Sequence[str],
+              timeout: float) -> Tuple[bool, Optional[str], str]:
+    """Run ``tests`` in the copy: (passed, first failing test, output)."""
+    cmd = [sys.executable, '-m', 'pytest', '-x', '-q', '-rfE',
+           '-p', 'no:cacheprovider', '-p', 'no:warnings',
+           f'--rootdir={copy}', *tests]
+    try:
+        proc = subprocess.run(cmd, cwd=copy, env=environment(copy),
+                              capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        return False, 'timeout', str(e.stdout or '')
+    output = proc.stdout + proc.stderr
+    match = FAILED.search(output)
+    return proc.returncode == 0, match.group(1) if match else None, output
+
+
+def mutate(copy: str, mutant: Mutant) -> str:
+    """Apply ``mutant`` in the copy; return the original text."""
+    path = osp.join(copy, mutant.path)
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    if text.count(mutant.original) != 1:
+        raise ValueError(f'{mutant.name}: snippet not found exactly once')
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(text.replace(mutant.original, mutant.replacement))
+    return text
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--only', nargs='+', help='run these mutants only')
+    parser.add_argument('--list', action='store_true',
+                        help='list the mutants and exit')
+    parser.add_argument('--out', help='also write the table to this file')
+    parser.add_argument('--timeout', type=float, default=900,
+                        help='seconds per pytest run')
+    parser.add_argument('--keep', action='store_true',
+                        help='keep the temporary copy')
+    args = parser.parse_args(argv)
+
+    mutants = MUTANTS
+    if args.only:
+        unknown = set(args.only) - {m.name for m in MUTANTS}
+        if unknown:
+            parser.error(f'unknown mutants {sorted(unknown)}')
+        mutants = [m for m in MUTANTS if m.name in args.only]
+    if args.list:
+        for m in mutants:
+            print(f'{m.name:45s} {m.path}')
+        return 0
+    problems = check_mutants(mutants)
+    if problems:
+        print('mutant list does not match the sources:', *problems,
+              sep='\n  ')
+        return 1
+
+    copy = tempfile.mkdtemp(prefix='hermes_mutants_')
+    try:
+        copy_repo(REPO, copy)
+        print(f'copy: {copy}\nhermes_mm imported from: '
+              f'{check_import_location(copy)}', flush=True)
+        tests = sorted({t for m in mutants for t in m.tests})
+        start = time.time()
+        passed, failing, output = run_tests(copy, tests, args.timeout)
+        if not passed:
+            print(output[-4000:])
+            print(f'unmutated tests fail ({failing}): fix them first')
+            return 1
+        print(f'unmutated tests pass ({time.time() - start:.0f} s)',
+              flush=True)
+        rows = []
+        for m in mutants:
+            start = time.time()
+            original = mutate(copy, m)
+            try:
+                passed, failing, _ = run_tests(copy, m.tests, args.timeout)
+            finally:
+                with open(osp.join(copy, m.path), 'w',
+                          encoding='utf-8') as f:
+                    f.write(original)
+            rows.append((m.name, osp.basename(m.path),
+                         'survived' if passed else 'killed',
+                         failing or ('-' if passed else '(no test id)')))
+            print(f'{m.name}: {rows[-1][2]} by {rows[-1][3]} '
+                  f'({time.time() - start:.0f} s)', flush=True)
+    finally:
+        if args.keep:
+            print(f'kept {copy}')
+        else:
+            shutil.rmtree(copy, ignore_errors=True)
+
+    header = ('mutant', 'file', 'result', 'killing test')
+    widths = [max(len(str(r[i])) for r in rows + [header])
+              for i in range(len(header))]
+    lines = [' | '.join(str(c).ljust(w) for c, w in zip(row, widths))
+             for row in [header] + rows]
+    lines.insert(1, '-+-'.join('-' * w for w in widths))
+    survivors = [r[0] for r in rows if r[2] == 'survived']
+    lines.append(f'\n{len(rows) - len(survivors)} of {len(rows)} mutants '
+                 'killed' + (f'; SURVIVED: {survivors}' if survivors else ''))
+    table = '\n'.join(lines)
+    print('\n' + table)
+    if args.out:
+        with open(args.out, 'w', encoding='utf-8') as f:
+            f.write(table + '\n')
+    return 1 if survivors else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
