@@ -1,10 +1,12 @@
 """Train a hermes_mm model (same flags as MMSegmentation's tools/train.py).
 
     python tools/train.py CONFIG [--data-root DIR] [--split-file FILE]
-        [--work-dir W] [--resume] [--amp] [--cfg-options k=v ...]
+        [--work-dir W] [--resume [auto|PATH]] [--amp] [--cfg-options k=v ...]
+        [--allow-new-cfg-keys] [--skip-data-check]
         [--launcher none|pytorch|slurm]
 """
 import argparse
+import contextlib
 import logging
 import os
 import os.path as osp
@@ -16,7 +18,11 @@ from mmengine.runner import Runner
 
 import hermes_mm  # noqa: F401  (compat fixes + registration)
 from hermes_mm.apis import end_distributed_worker, setup_cpu_distributed
+from hermes_mm.apis.resume import check_resume_compatible, resolve_resume
+from hermes_mm.apis.work_dir_lock import WorkDirLock, is_launcher_rank
+from hermes_mm.datasets.dataset_check import raise_for_config_files
 from hermes_mm.utils import load_config, rewrite_datasets, set_dist_backend
+from hermes_mm.utils.cfg_options import check_built_hooks, check_cfg_options
 
 
 def parse_args(argv=None):
@@ -32,10 +38,13 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
         '--resume',
-        action='store_true',
+        nargs='?',
+        const=True,
         default=False,
-        help='resume from the latest checkpoint in the work_dir '
-        'automatically')
+        metavar='auto|PATH',
+        help='resume from the work_dir\'s latest checkpoint (an error if '
+        'there is none); "auto": resume if there is one, else start from '
+        'scratch; PATH: resume from that checkpoint')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -56,6 +65,16 @@ def parse_args(argv=None):
         'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
         'Note that the quotation marks are necessary and that no white space '
         'is allowed.')
+    parser.add_argument(
+        '--allow-new-cfg-keys',
+        action='store_true',
+        help='accept --cfg-options keys the config does not have and no '
+        'component reads (checked before anything is built otherwise)')
+    parser.add_argument(
+        '--skip-data-check',
+        action='store_true',
+        help='do not decode every image and mask of the datasets at '
+        'start-up')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -86,6 +105,7 @@ def build_cfg(args) -> Config:
     cfg = load_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
+        check_cfg_options(cfg, args.cfg_options, args.allow_new_cfg_keys)
         cfg.merge_from_dict(args.cfg_options)
     rewrite_datasets(cfg, data_root=args.data_root,
                      split_file=args.split_file)
@@ -121,7 +141,7 @@ def build_cfg(args) -> Config:
             randomness['seed'] = args.seed
         if args.deterministic:
             randomness['deterministic'] = True
-    cfg.resume = args.resume
+    resolve_resume(cfg, args.resume)  # sets cfg.resume (and load_from)
     add_random_state_hook(cfg)
     return cfg
 
@@ -129,8 +149,15 @@ def build_cfg(args) -> Config:
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    lock = WorkDirLock(cfg.work_dir, args.config)
+    with lock if is_launcher_rank() else contextlib.nullcontext():
+        if not args.skip_data_check:
+            raise_for_config_files(cfg)
+        runner = Runner.from_cfg(cfg)
+        check_built_hooks(runner)
+        if cfg.resume:
+            check_resume_compatible(runner, cfg.load_from)
+        runner.train()
 
 
 if __name__ == '__main__':

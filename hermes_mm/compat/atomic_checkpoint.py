@@ -31,14 +31,22 @@ MMEngine's behaviour):
 - ``CheckpointHook._save_best_checkpoint`` is wrapped the same way: the
   previous best checkpoint is removed after the new one is written.
 
+A full disk ends torch's zip writer with ``[enforce fail at
+inline_container.cc] unexpected pos``, the ``No space left on device``
+buried in the exception's context; :func:`atomic_save_checkpoint` raises
+:class:`CheckpointDiskFullError` instead, naming the checkpoint, the free
+space and that the previous checkpoints are intact.
+
 The MMEngine code this fixes: ``mmengine/runner/checkpoint.py``
 (``save_checkpoint`` -> ``LocalBackend.put``) and
 ``mmengine/hooks/checkpoint_hook.py`` (``_save_checkpoint_with_step``,
 ``_save_best_checkpoint``).
 """
+import errno
 import functools
 import io
 import os
+import shutil
 import os.path as osp
 import uuid
 from typing import Callable, List, Tuple
@@ -48,6 +56,52 @@ import torch
 _PATCH_FLAG = '_hermes_atomic'
 TMP_SUFFIX = '.tmp'
 LAST_CHECKPOINT = 'last_checkpoint'
+
+
+class CheckpointDiskFullError(OSError):
+    """A checkpoint could not be written: no space left on the device."""
+
+
+def _no_space(err: BaseException) -> bool:
+    """Whether ``err`` or an exception it chains is ENOSPC / EDQUOT."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC,
+                                                      errno.EDQUOT):
+            return True
+        if 'No space left on device' in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _size(num_bytes: int) -> str:
+    """``'1.5 GiB'``."""
+    value, unit = float(num_bytes), 'B'
+    for unit in ('B', 'KiB', 'MiB', 'GiB', 'TiB'):
+        if value < 1024 or unit == 'TiB':
+            break
+        value /= 1024
+    return f'{value:.1f} {unit}'
+
+
+def disk_full_error(path: str) -> CheckpointDiskFullError:
+    """The error for a checkpoint that did not fit on its disk."""
+    folder = osp.dirname(osp.abspath(path))
+    try:
+        usage = shutil.disk_usage(folder)
+        space = (f'{_size(usage.free)} free of {_size(usage.total)} on the '
+                 f'file system of {folder!r}')
+    except OSError:
+        space = f'free space of {folder!r} unknown'
+    return CheckpointDiskFullError(
+        errno.ENOSPC,
+        f'No space left on device while saving checkpoint {path!r} '
+        f'({space}). The partial file was removed and the previous '
+        f'checkpoints and last_checkpoint are intact. Free space (or set '
+        f'default_hooks.checkpoint.max_keep_ckpts, or a --work-dir on a '
+        f'larger disk) and continue with --resume.', path)
 
 
 def _fsync_dir(folder: str) -> None:
@@ -122,7 +176,12 @@ def atomic_save_checkpoint(original: Callable) -> Callable:
         filename = str(filename)
         folder = osp.dirname(osp.abspath(filename))
         os.makedirs(folder, exist_ok=True)
-        atomic_write(filename, lambda f: torch.save(checkpoint, f))
+        try:
+            atomic_write(filename, lambda f: torch.save(checkpoint, f))
+        except (OSError, RuntimeError) as err:
+            if _no_space(err):
+                raise disk_full_error(filename) from err
+            raise
 
     setattr(save_checkpoint, _PATCH_FLAG, True)
     return save_checkpoint
@@ -235,6 +294,7 @@ def install() -> bool:
 
 
 __all__ = [
-    'LAST_CHECKPOINT', 'TMP_SUFFIX', 'atomic_save_checkpoint', 'atomic_write',
-    'install', 'remove_after_save', 'temp_path_for'
+    'CheckpointDiskFullError', 'LAST_CHECKPOINT', 'TMP_SUFFIX',
+    'atomic_save_checkpoint', 'atomic_write', 'disk_full_error', 'install',
+    'remove_after_save', 'temp_path_for'
 ]

@@ -240,3 +240,50 @@ def test_best_save_still_removes_the_previous_best(tmp_path):
                  max_keep_ckpts=1).train()
     names = sorted(n for n in os.listdir(tmp_path) if n.endswith('.pth'))
     assert names == ['best_score_iter_6.pth', 'iter_6.pth']
+
+
+def save_until_disk_full(obj, f, *args, **kwargs):
+    """``torch.save`` into a file whose disk fills up after 100 bytes:
+    torch reports it as ``inline_container.cc ... unexpected pos``, the
+    ENOSPC ``OSError`` only in the exception's context."""
+    import errno
+
+    class FullDisk(io.RawIOBase):
+        written = 0
+
+        def writable(self):
+            return True
+
+        def write(self, data):
+            self.written += len(data)
+            if self.written > 100:
+                raise OSError(errno.ENOSPC, 'No space left on device')
+            f.write(data)
+            return len(data)
+
+    torch.serialization.save(obj, FullDisk())
+
+
+def test_disk_full_names_checkpoint_and_free_space(tmp_path, monkeypatch):
+    path = str(tmp_path / 'iter_4.pth')
+    checkpoint_module.save_checkpoint({'w': torch.arange(3.)}, path)
+    old = open(path, 'rb').read()
+    monkeypatch.setattr(torch, 'save', save_until_disk_full)
+    with pytest.raises(atomic_checkpoint.CheckpointDiskFullError) as err:
+        checkpoint_module.save_checkpoint({'w': torch.zeros(1000)}, path)
+    msg = str(err.value)
+    assert 'No space left on device while saving checkpoint' in msg
+    assert repr(path) in msg and 'free of' in msg
+    assert 'previous checkpoints and last_checkpoint are intact' in msg
+    assert err.value.errno == 28 and err.value.filename == path
+    assert 'unexpected pos' in str(err.value.__cause__)  # torch's message
+    assert open(path, 'rb').read() == old
+    assert os.listdir(tmp_path) == ['iter_4.pth']  # no partial .tmp left
+
+
+def test_other_save_errors_pass_through(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError('something else')
+    monkeypatch.setattr(torch, 'save', broken)
+    with pytest.raises(RuntimeError, match='something else'):
+        checkpoint_module.save_checkpoint({}, str(tmp_path / 'a.pth'))
