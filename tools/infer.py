@@ -2,6 +2,7 @@
 
     python tools/infer.py CONFIG CHECKPOINT INPUT [INPUT ...] --out-dir D
         [--device cpu] [--batch-size N] [--predict-on teacher|student]
+        [--strict]
 
 INPUT: image files and/or folders (searched recursively; BUSI mask files
 ``*_mask.png`` / ``*_mask_<k>.png`` are skipped, see ``--exclude``).
@@ -9,10 +10,15 @@ Writes one overlay PNG per image (the image with the lesion contour and
 "<class> p=0.87") to ``D/<path relative to the inputs' common folder>.png``,
 so same-named files from different folders do not overwrite each other,
 and ``D/predictions.csv`` with columns ``image, predicted_class,
-prob_<class>..., lesion_area`` (lesion pixels at the original size).
+prob_<class>..., lesion_area, error`` (lesion pixels at the original
+size). An image that cannot be loaded (corrupt, truncated, not an image)
+is skipped: it gets a row with only ``image`` and ``error``, and is listed
+at the end. Exit status 1 when no image could be processed, or with
+``--strict`` when any could not; 0 otherwise.
 """
 import argparse
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 
@@ -50,6 +56,11 @@ def parse_args(argv=None):
         nargs='+',
         action=DictAction,
         help='override some settings in the used config (key=value)')
+    parser.add_argument(
+        '--strict',
+        action='store_true',
+        help='exit 1 if any image could not be processed (default: only if '
+        'none could)')
     return parser.parse_args(argv)
 
 
@@ -71,8 +82,20 @@ def main(argv=None) -> dict:
         return_masks=False)
     print(f'{len(results["predictions"])} images -> '
           f'{osp.join(args.out_dir, CSV_NAME)}')
+    failures = results['failures']
+    if failures:
+        print(f'{len(failures)} image(s) could not be processed and were '
+              f'skipped (rows with an error in {CSV_NAME}):',
+              file=sys.stderr)
+        for failure in failures:
+            print(f'  {failure["image"]}: {failure["error"]}',
+                  file=sys.stderr)
+    results['exit_code'] = int(
+        bool(failures) and (args.strict or not results['predictions']))
     return results
 
 
 if __name__ == '__main__':
-    main()
+    code = main()['exit_code']
+    if code:
+        sys.exit(code)

@@ -171,16 +171,24 @@ def unique_paths(names: Sequence[str], out_dir: str,
 
 
 def csv_header(class_names: Sequence[str]) -> List[str]:
-    """``image, predicted_class, prob_<class>..., lesion_area``."""
+    """``image, predicted_class, prob_<class>..., lesion_area, error``."""
     return (['image', 'predicted_class'] +
-            [f'prob_{name}' for name in class_names] + ['lesion_area'])
+            [f'prob_{name}' for name in class_names] +
+            ['lesion_area', 'error'])
 
 
 def csv_row(prediction: Dict[str, Any]) -> List[Any]:
     """One ``predictions.csv`` row of a prediction dict."""
     return ([prediction['image'], prediction['pred_class']] +
             [f'{p:.6f}' for p in prediction['scores']] +
-            [prediction['lesion_area']])
+            [prediction['lesion_area'], ''])
+
+
+def csv_failure_row(failure: Dict[str, Any],
+                    num_classes: int) -> List[Any]:
+    """The ``predictions.csv`` row of an image that could not be
+    processed: its name and the error, no prediction."""
+    return [failure['image']] + [''] * (num_classes + 2) + [failure['error']]
 
 
 @INFERENCERS.register_module()
@@ -377,6 +385,29 @@ class HermesInferencer(BaseInferencer):
             yield self.collate_fn(
                 [self.pipeline(self._pipeline_input(i)) for i in chunk])
 
+    def _load_batches(self, items: List[InferenceInput], batch_size: int,
+                      failures: List[Dict[str, Any]]) -> Iterator[tuple]:
+        """``(indices, batch)`` of the items the pipeline loads; an item it
+        cannot load (a corrupt or unreadable file) is appended to
+        ``failures`` (``image``, ``img_path``, ``error``) and skipped, so
+        one bad file does not stop a folder."""
+        for chunk in self._get_chunk_data(range(len(items)), batch_size):
+            loaded, indices = [], []
+            for i in chunk:
+                try:
+                    loaded.append(
+                        self.pipeline(self._pipeline_input(items[i])))
+                except Exception as err:  # noqa: BLE001 -- reported
+                    source = items[i].source
+                    failures.append(dict(
+                        image=items[i].name,
+                        img_path=source if isinstance(source, str) else None,
+                        error=f'{type(err).__name__}: {err}'))
+                    continue
+                indices.append(i)
+            if indices:
+                yield indices, self.collate_fn(loaded)
+
     def __call__(self,
                  inputs: InputsType,
                  return_datasamples: bool = False,
@@ -405,8 +436,11 @@ class HermesInferencer(BaseInferencer):
         Returns:
             dict: ``predictions`` (list of dicts with ``image``,
             ``img_path``, ``mask``, ``scores``, ``pred_label``,
-            ``pred_class``, ``lesion_area``; or data samples) and
-            ``visualization`` (list of RGB overlays if ``return_vis``).
+            ``pred_class``, ``lesion_area``; or data samples),
+            ``visualization`` (list of RGB overlays if ``return_vis``)
+            and ``failures`` (``image``, ``img_path``, ``error`` of each
+            input that could not be loaded and was skipped; also rows of
+            ``predictions.csv`` with only ``image`` and ``error``).
         """
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
@@ -432,9 +466,9 @@ class HermesInferencer(BaseInferencer):
             writer = csv.writer(csv_file)
             writer.writerow(csv_header(self.class_names))
 
-        results = dict(predictions=[], visualization=[])
+        results = dict(predictions=[], visualization=[], failures=[])
         chunks = list(self._get_chunk_data(range(len(items)), batch_size))
-        batches = zip(chunks, self.preprocess(items, batch_size=batch_size))
+        batches = self._load_batches(items, batch_size, results['failures'])
         if self.show_progress:
             batches = track(
                 batches, total=len(chunks), description='Inference')
@@ -457,6 +491,10 @@ class HermesInferencer(BaseInferencer):
                     return_datasamples, **postprocess_kwargs)
                 results['predictions'].extend(out['predictions'])
                 results['visualization'].extend(out['visualization'])
+            if writer is not None:
+                writer.writerows(
+                    csv_failure_row(f, len(self.class_names))
+                    for f in results['failures'])
         finally:
             if csv_file is not None:
                 csv_file.close()
@@ -524,5 +562,6 @@ class HermesInferencer(BaseInferencer):
 
 __all__ = [
     'CSV_NAME', 'DEFAULT_EXCLUDE', 'HermesInferencer', 'InferenceInput',
-    'collect_inputs', 'csv_header', 'csv_row', 'list_images', 'unique_paths'
+    'collect_inputs', 'csv_failure_row', 'csv_header', 'csv_row',
+    'list_images', 'unique_paths'
 ]

@@ -158,7 +158,7 @@ def test_overlays_and_csv(multitask, data_root, tmp_path):
         rows = list(csv.reader(f))
     assert rows[0] == csv_header(SAVED_CLASSES) == [
         'image', 'predicted_class', 'prob_cyst', 'prob_carcinoma',
-        'prob_healthy', 'lesion_area'
+        'prob_healthy', 'lesion_area', 'error'
     ]
     assert [r[0] for r in rows[1:]] == ['site_a/case.png', 'site_b/case.png']
     for row, pred in zip(rows[1:], preds):

@@ -42,7 +42,8 @@ def run_infer(argv):
         sys.argv = old
 
 
-def test_infer_tool(tmp_path, one_thread, capsys):
+def tiny_checkpoint(tmp_path):
+    """A synthetic data root and an untrained model's checkpoint."""
     data_root = ensure_synthetic_busi(
         str(tmp_path / 'data'), num=24, seed=0)
     init_default_scope('mmseg')
@@ -53,6 +54,11 @@ def test_infer_tool(tmp_path, one_thread, capsys):
     model.init_weights()
     checkpoint = str(tmp_path / 'model.pth')
     torch.save(dict(state_dict=model.state_dict()), checkpoint)
+    return data_root, checkpoint
+
+
+def test_infer_tool(tmp_path, one_thread, capsys):
+    data_root, checkpoint = tiny_checkpoint(tmp_path)
 
     # Two hospitals export the same file names; one loose file.
     sources = {
@@ -79,8 +85,9 @@ def test_infer_tool(tmp_path, one_thread, capsys):
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ['image', 'predicted_class'] + [
         f'prob_{c}' for c in CLASSES
-    ] + ['lesion_area']
+    ] + ['lesion_area', 'error']
     assert [r['image'] for r in rows] == sorted(sources)
+    assert all(r['error'] == '' for r in rows)
     for row in rows:
         probs = np.array([float(row[f'prob_{c}']) for c in CLASSES])
         assert probs.sum() == pytest.approx(1.0, abs=1e-5)
@@ -96,3 +103,40 @@ def test_infer_tool(tmp_path, one_thread, capsys):
     b = cv2.imread(str(out_dir / 'hospital_b' / '001.png'))
     assert a.shape != b.shape or not np.array_equal(a, b)
     assert len(list(out_dir.rglob('*.png'))) == len(sources)
+
+
+def test_corrupt_image_is_skipped_and_reported(tmp_path, one_thread,
+                                               capsys):
+    data_root, checkpoint = tiny_checkpoint(tmp_path)
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    for i, cls in enumerate(CLASSES):
+        shutil.copy(osp.join(data_root, cls, f'{cls} (1).png'),
+                    folder / f'{i}.png')
+    (folder / '1b.png').write_bytes(b'\x89PNG\r\n\x1a\n truncated')
+    before = (folder / '1b.png').read_bytes()
+    common = [CONFIG, checkpoint, str(folder), '--device', 'cpu',
+              '--batch-size', '2']
+    out = run_infer(common + ['--out-dir', str(tmp_path / 'out')])
+    assert out is not None  # exit status 0: no SystemExit
+    captured = capsys.readouterr()
+    assert '3 images' in captured.out
+    assert '1 image(s) could not be processed' in captured.err
+    assert "1b.png: ValueError: Image '" in captured.err
+    with open(tmp_path / 'out' / 'predictions.csv', newline='') as f:
+        rows = {r['image']: r for r in csv.DictReader(f)}
+    assert sorted(rows) == ['0.png', '1.png', '1b.png', '2.png']
+    assert 'could not be decoded' in rows['1b.png']['error']
+    assert rows['1b.png']['predicted_class'] == ''
+    assert all(rows[n]['error'] == '' and rows[n]['predicted_class']
+               for n in ('0.png', '1.png', '2.png'))
+    assert not (tmp_path / 'out' / '1b.png').exists()
+    assert (folder / '1b.png').read_bytes() == before
+
+    with pytest.raises(SystemExit) as strict:
+        run_infer(common + ['--out-dir', str(tmp_path / 'o2'), '--strict'])
+    assert strict.value.code == 1
+    with pytest.raises(SystemExit) as nothing:
+        run_infer([CONFIG, checkpoint, str(folder / '1b.png'), '--device',
+                   'cpu', '--out-dir', str(tmp_path / 'o3')])
+    assert nothing.value.code == 1
