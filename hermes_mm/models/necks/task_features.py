@@ -3,6 +3,7 @@ branches of :class:`~hermes_mm.models.segmentors.MultiTaskSegmentor`."""
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+import torch
 from torch import Tensor
 
 
@@ -41,3 +42,24 @@ class TaskFeatures:
             cls_vec=self.cls_vec[start:stop],
             saliency_logits=part(self.saliency_logits),
             cls_attn=part(self.cls_attn))
+
+    @staticmethod
+    def cat(first: 'TaskFeatures', second: 'TaskFeatures') -> 'TaskFeatures':
+        """The features of ``first``'s images followed by ``second``'s
+        (the inverse of :meth:`slice`)."""
+
+        def join(a: Optional[Tensor], b: Optional[Tensor]) -> Optional[Tensor]:
+            if (a is None) != (b is None):
+                raise ValueError('cannot concatenate task features with and '
+                                 'without the same optional maps')
+            return None if a is None else torch.cat([a, b])
+
+        return TaskFeatures(
+            seg_feats=tuple(
+                torch.cat([a, b])
+                for a, b in zip(first.seg_feats, second.seg_feats, strict=True)),
+            cls_map=torch.cat([first.cls_map, second.cls_map]),
+            cls_vec=torch.cat([first.cls_vec, second.cls_vec]),
+            saliency_logits=join(first.saliency_logits,
+                                 second.saliency_logits),
+            cls_attn=join(first.cls_attn, second.cls_attn))

@@ -33,6 +33,7 @@ from torch import Tensor
 from hermes_mm.registry import MODELS, TASK_UTILS
 from ..utils.cutmix import cutmix_batch
 from ..utils.dual_threshold import Zones, dual_threshold_zones
+from ..utils.batch_norm_stats import frozen_bn_running_stats
 from ..utils.finite_losses import FiniteLossesMixin
 from .multi_task_segmentor import MultiTaskOutputs, MultiTaskSegmentor
 
@@ -215,6 +216,11 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
         teacher_warmup_iters (int, optional): Until this iteration the
             teacher is a copy of the student (supervised warm-up); EMA
             afterwards. None: the start of ``unsup_weight``'s ramp.
+        joint_student_forward (bool): One student forward over labelled
+            images and strong views together, sharing BN statistics (the
+            behaviour before 2026-12). False (default): two forwards, the
+            BN running statistics from labelled images only (see
+            :meth:`student_forward`).
         branches (dict): Names of the ``sup``, ``weak`` and ``strong``
             branches in the batch.
         predict_on (str): 'teacher' or 'student' for predict/val/test.
@@ -261,6 +267,7 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
                  cutmix_area: Tuple[float, float] = (0.02, 0.4),
                  cutmix_aspect: Tuple[float, float] = (0.3, 1 / 0.3),
                  teacher_warmup_iters: Optional[int] = None,
+                 joint_student_forward: bool = False,
                  branches: Dict[str, str] = dict(
                      sup='sup', weak='unsup_weak', strong='unsup_strong'),
                  predict_on: str = 'teacher',
@@ -335,6 +342,7 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
             raise ValueError('teacher_warmup_iters must be >= 0, got '
                              f'{teacher_warmup_iters}')
         self.teacher_warmup_iters = int(teacher_warmup_iters)
+        self.joint_student_forward = bool(joint_student_forward)
         self.branches = dict(branches)
         self.predict_on = predict_on
         self.ignore_index = self.student.decode_head.ignore_index
@@ -468,14 +476,11 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
         weights = self.loss_weights()
         sup_x, weak_x, strong_x, sup_ds, strong_ds = self._unpack(
             inputs, data_samples)
-        num_sup = sup_x.shape[0]
-
         teacher = self.teacher_pseudo_labels(weak_x, strong_ds)
         strong_x, teacher = self.mix_strong_views(strong_x, teacher)
         self.keep_pseudo_labels(weak_x, strong_x, teacher)
-        outputs = self.student.forward_train(torch.cat([sup_x, strong_x]))
-        sup_out = outputs.slice(0, num_sup)
-        unsup_out = outputs.slice(num_sup, outputs.cls_logits.shape[0])
+        sup_out, unsup_out = self.student_forward(sup_x, strong_x)
+        outputs = MultiTaskOutputs.cat(sup_out, unsup_out)
 
         losses = add_prefix(
             self.student.supervised_losses(sup_out, sup_ds), 'sup')
@@ -496,6 +501,32 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
                     weights['ict']), 'ict'))
         losses.update(self.pseudo_label_diagnostics(teacher))
         return losses
+
+    def student_forward(self, sup_x: Tensor, strong_x: Tensor
+                        ) -> Tuple[MultiTaskOutputs, MultiTaskOutputs]:
+        """Student outputs on the labelled images and the strong views.
+
+        With ``joint_student_forward=False`` (default) the labelled images
+        are forwarded alone, so their BN batch statistics and the BN
+        running statistics (eval mode, and the teacher's via
+        ``update_buffers``) come from labelled images only; the strong
+        views follow in a second forward that normalises with its own batch
+        statistics and leaves the running statistics untouched. Unlabelled
+        data then cannot move the supervised path before a pseudo-label is
+        used: during the warm-up the student is the supervised model.
+        ``True``: one forward over both (the pre-2026-12 behaviour), which
+        collapsed the warm-up to "no lesion" on data unlike the default
+        synthetic style (``research/warmup_collapse/README.md``).
+        """
+        if self.joint_student_forward:
+            outputs = self.student.forward_train(torch.cat([sup_x, strong_x]))
+            num_sup = sup_x.shape[0]
+            return (outputs.slice(0, num_sup),
+                    outputs.slice(num_sup, outputs.cls_logits.shape[0]))
+        sup_out = self.student.forward_train(sup_x)
+        with frozen_bn_running_stats(self.student):
+            unsup_out = self.student.forward_train(strong_x)
+        return sup_out, unsup_out
 
     def _unpack(self, inputs, data_samples):
         if not isinstance(inputs, dict):

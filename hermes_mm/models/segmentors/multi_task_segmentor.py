@@ -58,6 +58,16 @@ class MultiTaskOutputs:
             seg_logits=self.seg_logits[start:stop],
             cls_logits=self.cls_logits[start:stop])
 
+    @staticmethod
+    def cat(first: 'MultiTaskOutputs',
+            second: 'MultiTaskOutputs') -> 'MultiTaskOutputs':
+        """``first``'s images followed by ``second``'s (inverse of
+        :meth:`slice`)."""
+        return MultiTaskOutputs(
+            task_feats=TaskFeatures.cat(first.task_feats, second.task_feats),
+            seg_logits=torch.cat([first.seg_logits, second.seg_logits]),
+            cls_logits=torch.cat([first.cls_logits, second.cls_logits]))
+
 
 @MODELS.register_module()
 class MultiTaskSegmentor(FiniteLossesMixin, EncoderDecoder):

@@ -1,3 +1,4 @@
+from .batch_norm_stats import frozen_bn_running_stats
 from .cutmix import cutmix_batch, sample_box
 from .dual_threshold import (Zones, binary_probs, dual_threshold_zones,
                              zone_ratios)
@@ -14,7 +15,8 @@ __all__ = [
     'NonFiniteLossError', 'RAMP_SHAPES', 'RampSchedule',
     'Zones', 'binary_probs', 'check_lesion_classes', 'check_min_area',
     'cutmix_batch',
-    'dual_threshold_zones', 'mask_decides_lesion',
+    'dual_threshold_zones', 'frozen_bn_running_stats',
+    'mask_decides_lesion',
     'non_finite_terms',
     'remove_small_components',
     'sample_box', 'test_cfg_key', 'zone_ratios'
