@@ -10,7 +10,15 @@ _base_ = [
     '_base_/schedules/semi_schedule_20k.py',
 ]
 
+# ImageNet initialisation (see hermes_busi.py); from scratch:
+#   --cfg-options model.segmentor.backbone.init_cfg=None
 model = dict(
-    segmentor=dict(cls_head=dict(num_classes=2)),
+    segmentor=dict(
+        backbone=dict(
+            init_cfg=dict(
+                _delete_=True,  # the base model says None
+                type='Pretrained',
+                checkpoint='open-mmlab://resnet50_v1c')),
+        cls_head=dict(num_classes=2)),
     img_contrast_loss=dict(num_classes=2),
     lesion_classes=(0, 1))

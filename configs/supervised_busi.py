@@ -8,3 +8,14 @@ _base_ = [
     '_base_/default_runtime.py',
     '_base_/schedules/schedule_20k.py',
 ]
+
+# ImageNet initialisation, as in MMSegmentation's ResNetV1c configs (see
+# hermes_busi.py). Local file:
+#   --cfg-options model.backbone.init_cfg.checkpoint=resnet50_v1c.pth
+# From scratch: --cfg-options model.backbone.init_cfg=None
+model = dict(
+    backbone=dict(
+        init_cfg=dict(
+            _delete_=True,  # the base model says None
+            type='Pretrained',
+            checkpoint='open-mmlab://resnet50_v1c')))

@@ -6,4 +6,12 @@ _base_ = [
     '_base_/schedules/schedule_20k.py',
 ]
 
-model = dict(cls_head=dict(num_classes=2))
+# ImageNet initialisation (see hermes_busi.py); from scratch:
+#   --cfg-options model.backbone.init_cfg=None
+model = dict(
+    backbone=dict(
+        init_cfg=dict(
+            _delete_=True,  # the base model says None
+            type='Pretrained',
+            checkpoint='open-mmlab://resnet50_v1c')),
+    cls_head=dict(num_classes=2))

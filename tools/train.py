@@ -23,6 +23,9 @@ from hermes_mm.apis.work_dir_lock import WorkDirLock, is_launcher_rank
 from hermes_mm.datasets.dataset_check import raise_for_config_files
 from hermes_mm.utils import load_config, rewrite_datasets, set_dist_backend
 from hermes_mm.utils.cfg_options import check_built_hooks, check_cfg_options
+from hermes_mm.utils.pretrained import (PretrainedWeightsError,
+                                        check_pretrained_weights)
+from hermes_mm.utils.vis_backends import warn_vis_backends
 
 
 def parse_args(argv=None):
@@ -149,6 +152,11 @@ def build_cfg(args) -> Config:
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
+    warn_vis_backends(cfg)
+    try:  # offline ImageNet weights: one line now, not a traceback later
+        check_pretrained_weights(cfg)
+    except PretrainedWeightsError as err:
+        raise SystemExit(f'error: {err}') from None
     lock = WorkDirLock(cfg.work_dir, args.config)
     with lock if is_launcher_rank() else contextlib.nullcontext():
         if not args.skip_data_check:

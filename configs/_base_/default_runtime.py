@@ -7,8 +7,12 @@ env_cfg = dict(
     # tools/train.py switches to 'gloo' on machines without CUDA.
     dist_cfg=dict(backend='nccl'),
 )
-# Add dict(type='TensorboardVisBackend') / dict(type='WandbVisBackend') to
-# get the same panels there (they receive every add_image).
+# TensorBoard / W&B get the same panels (every add_image) when the child
+# config sets the visualizer's list itself:
+#   visualizer = dict(vis_backends=[dict(type='LocalVisBackend'),
+#                                   dict(type='TensorboardVisBackend')])
+# A top-level `vis_backends = [...]` in a child config does NOT reach the
+# visualizer below (it is resolved here); tools/train.py warns about it.
 vis_backends = [dict(type='LocalVisBackend')]
 # Panels: image | ground truth | prediction ("<class> p=0.87"), and with
 # HermesVisualizationHook(pseudo_label_interval=N) the teacher's zones:

@@ -7,8 +7,9 @@ a config (path, ``Config`` or dict) and a checkpoint in, per image out:
 - ``scores``: class probabilities (K,), summing to 1; ``pred_label`` /
   ``pred_class``: the predicted class;
 - ``lesion_area``: lesion pixels in ``mask``;
-- optionally an overlay: the image with the lesion contour and
-  ``"<class> p=0.87"``.
+- optionally an overlay: the image with the lesion contour,
+  ``"<class> p=0.87"`` (floored: 0.995 shows as 0.99), the lesion area,
+  and a remark when the class (e.g. "normal") and the mask disagree.
 
 Works with ``MultiTaskSegmentor`` and ``HermesSegmentor`` configs (Hermes
 predicts with its ``predict_on`` network, the teacher by default). The
@@ -51,7 +52,7 @@ from hermes_mm.registry import DATASETS, INFERENCERS, VISUALIZERS
 from hermes_mm.utils import iter_dataset_cfgs
 from hermes_mm.utils.image_io import decode_image
 from hermes_mm.visualization import HermesVisualizer
-from hermes_mm.visualization.drawing import class_text
+from hermes_mm.visualization.drawing import overlay_lines
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 # BUSI-layout mask files (``x_mask.png``, ``x_mask_1.png``) are skipped when
@@ -529,10 +530,13 @@ class HermesInferencer(BaseInferencer):
             return []
         overlays = []
         for item, pred, out_file in zip(inputs, preds, out_files):
+            image = self._rgb_image(item)
             overlay = self.visualizer.draw_overlay(
-                self._rgb_image(item), pred['mask'],
-                class_text(pred['pred_class'],
-                           float(pred['scores'][pred['pred_label']])))
+                image, pred['mask'], overlay_lines(
+                    pred['pred_class'],
+                    float(pred['scores'][pred['pred_label']]),
+                    pred['lesion_area'], image.shape[0] * image.shape[1],
+                    self.visualizer.class_has_lesion(pred['pred_class'])))
             if show:
                 self.visualizer.show(
                     overlay, win_name=item.name, wait_time=wait_time)

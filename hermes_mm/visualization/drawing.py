@@ -151,9 +151,100 @@ def hconcat(panels: Sequence[np.ndarray],
     return np.concatenate(columns, axis=1)
 
 
+def draw_legend(entries: Sequence[Tuple[str, Color]],
+                height: int,
+                width: int,
+                background: Color = (255, 255, 255)) -> np.ndarray:
+    """A ``(height, width)`` panel naming each colour: one row per entry,
+    a swatch and the name, rows spread over the height."""
+    out = np.full((height, width, 3), background, np.uint8)
+    rows = max(1, len(entries))
+    row = max(1, height // rows)
+    swatch = max(2, min(row - 2, width // 6))
+    for i, (name, color) in enumerate(entries):
+        y = i * row + max(0, (row - swatch) // 2)
+        cv2.rectangle(out, (1, y), (swatch, y + swatch - 1),
+                      tuple(int(c) for c in color), -1)
+        out = draw_text(out, name, color=(0, 0, 0), background=None,
+                        origin=(swatch + 2, max(0, y - 2)))
+    return out
+
+
+#: Probabilities are floored to this many decimals on panels and overlays.
+PROB_DECIMALS = 2
+
+
+def format_prob(prob: float, decimals: int = PROB_DECIMALS) -> str:
+    """A probability as shown to a reader, never rounded up to certainty.
+
+    Floored (0.995 -> ``'0.99'``, 0.87 -> ``'0.87'``); a value that floors
+    to 1 but is below it is shown as ``'>0.99'``, so ``'1.00'`` appears only
+    for an exact 1.
+    """
+    scale = 10 ** decimals
+    # the epsilon (1e-6 in probability) keeps float32 0.08 (0.0799999982)
+    # from flooring to 0.07
+    floored = np.floor(prob * scale + 1e-6 * scale) / scale
+    if prob < 1 and floored >= 1:
+        return f'>{1 - 1 / scale:.{decimals}f}'
+    return f'{min(floored, 1.0):.{decimals}f}'
+
+
+def draw_text_lines(image: np.ndarray, lines: Sequence[str],
+                    **kwargs) -> np.ndarray:
+    """Write ``lines`` top-down from the top-left corner (each as
+    :func:`draw_text`, which shrinks a line too wide for the image)."""
+    scale, thickness = _text_scale(image)
+    (_, height), baseline = cv2.getTextSize('Ag', cv2.FONT_HERSHEY_SIMPLEX,
+                                            scale, thickness)
+    out = image
+    for i, line in enumerate(lines):
+        out = draw_text(out, line, origin=(2, 2 + i * (height + baseline + 4)),
+                        **kwargs)
+    return np.ascontiguousarray(out.copy()) if out is image else out
+
+
+def lesion_text(lesion_area: int, image_area: int) -> str:
+    """``'lesion 1234 px (4.2% of image)'`` or ``'no lesion found'``."""
+    if lesion_area <= 0:
+        return 'no lesion found'
+    share = 100.0 * lesion_area / max(1, image_area)
+    share_text = '<0.1%' if share < 0.1 else f'{share:.1f}%'
+    return f'lesion {lesion_area} px ({share_text} of image)'
+
+
+def mask_class_remark(class_name: str, lesion_area: int,
+                      class_has_lesion: Optional[bool]) -> str:
+    """A warning when the predicted class and mask disagree, else ''.
+
+    ``class_has_lesion`` is whether the predicted class is one whose images
+    show a lesion (``lesion_classes``); None when the data set has no
+    lesion-free class (nothing to disagree about). The remark points to
+    ``test_cfg.lesion_classes`` (``mask_decides_lesion``), which lets the
+    mask decide lesion vs lesion-free.
+    """
+    if class_has_lesion is None or class_has_lesion == (lesion_area > 0):
+        return ''
+    # short enough to stay legible on a 400-pixel-wide image
+    what = 'lesion drawn' if lesion_area > 0 else 'no lesion'
+    return f'! {class_name} yet {what}: see mask_decides_lesion'
+
+
+def overlay_lines(class_name: str, prob: float, lesion_area: int,
+                  image_area: int,
+                  class_has_lesion: Optional[bool] = None) -> list:
+    """What an inference overlay says: the class with its (floored)
+    probability, the lesion area, and any class/mask contradiction."""
+    lines = [class_text(class_name, prob),
+             lesion_text(lesion_area, image_area)]
+    remark = mask_class_remark(class_name, lesion_area, class_has_lesion)
+    return lines + ([remark] if remark else [])
+
+
 def class_text(name: str, prob: float) -> str:
-    """The class label written on predictions: ``'benign p=0.87'``."""
-    return f'{name} p={prob:.2f}'
+    """The class label written on predictions: ``'benign p=0.87'``
+    (:func:`format_prob`: floored, ``'>0.99'`` rather than ``'1.00'``)."""
+    return f'{name} p={format_prob(prob)}'
 
 
 def zone_map(reliable: ArrayLike,
@@ -207,7 +298,9 @@ def denormalize(inputs: torch.Tensor,
 
 
 __all__ = [
-    'DEFAULT_ZONE_PALETTE', 'ZONES', 'blend_mask', 'class_text', 'colorize',
-    'denormalize', 'draw_contour', 'draw_text', 'hconcat', 'resize_mask',
+    'DEFAULT_ZONE_PALETTE', 'PROB_DECIMALS', 'ZONES', 'blend_mask',
+    'class_text', 'colorize', 'denormalize', 'draw_contour', 'draw_legend',
+    'draw_text', 'draw_text_lines', 'format_prob', 'hconcat',
+    'lesion_text', 'mask_class_remark', 'overlay_lines', 'resize_mask',
     'to_numpy', 'zone_map'
 ]

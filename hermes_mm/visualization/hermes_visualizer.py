@@ -10,7 +10,7 @@ zones). Drawings go to MMEngine's visualizer backends through ``add_image``
 """
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import mmcv
 import numpy as np
@@ -21,8 +21,14 @@ from mmseg.visualization import SegLocalVisualizer
 
 from hermes_mm.registry import VISUALIZERS
 from .drawing import (DEFAULT_ZONE_PALETTE, ZONES, Color, blend_mask,
-                      class_text, colorize, draw_contour, draw_text, hconcat,
-                      to_numpy)
+                      class_text, colorize, draw_contour, draw_legend,
+                      draw_text, draw_text_lines, hconcat, to_numpy)
+
+#: Zone names on the pseudo-label legend, in legend order (``outside``,
+#: batch padding, is not part of any image and gets no entry).
+ZONE_LEGEND = (('reliable_lesion', 'reliable lesion'),
+               ('reliable_background', 'reliable bg'),
+               ('ambiguous', 'ambiguous'), ('unreliable', 'unreliable'))
 
 
 @VISUALIZERS.register_module()
@@ -33,12 +39,15 @@ class HermesVisualizer(SegLocalVisualizer):
       :class:`~hermes_mm.engine.hooks.HermesVisualizationHook` call):
       ``image | ground truth | prediction``; the ground-truth panel names
       the true class, the prediction panel writes ``"<class> p=0.87"``.
-    - :meth:`add_pseudo_labels`: ``weak view | strong view | zones`` of an
-      unlabelled training image, zones coloured with ``zone_palette``
-      (reliable lesion, reliable background, ambiguous, unreliable,
-      outside the image; see :mod:`hermes_mm.visualization.drawing`).
-    - :meth:`draw_overlay`: the image with the lesion contour and the class
-      text (the inferencer's overlay).
+    - :meth:`add_pseudo_labels`: ``weak view | strong view | zones |
+      legend`` of an unlabelled training image, zones coloured with
+      ``zone_palette`` (reliable lesion, reliable background, ambiguous,
+      unreliable, outside the image; see
+      :mod:`hermes_mm.visualization.drawing`), the legend naming each
+      colour.
+    - :meth:`draw_overlay`: the image with the lesion contour and text
+      lines (the inferencer's overlay: class and floored probability,
+      lesion area, a remark when class and mask disagree).
 
     Class names come from ``dataset_meta['cls_classes']`` (the runner sets
     ``dataset_meta`` from the dataset) or ``cls_classes``.
@@ -176,9 +185,11 @@ class HermesVisualizer(SegLocalVisualizer):
                        image: np.ndarray,
                        data_sample: Optional[SegDataSample],
                        draw_gt: bool = True,
-                       draw_pred: bool = True) -> np.ndarray:
-        """``image | ground truth | prediction`` (panels that apply)."""
-        panels = [image]
+                       draw_pred: bool = True,
+                       title: str = '') -> np.ndarray:
+        """``image | ground truth | prediction`` (panels that apply);
+        ``title`` (e.g. the image path) is written on the image panel."""
+        panels = [draw_text(image, title)]
         if data_sample is not None and draw_gt and (
                 'gt_sem_seg' in data_sample or 'gt_label' in data_sample):
             panels.append(self.draw_ground_truth(image, data_sample))
@@ -187,10 +198,23 @@ class HermesVisualizer(SegLocalVisualizer):
         return hconcat(panels)
 
     def draw_overlay(self, image: np.ndarray, mask: np.ndarray,
-                     text: str) -> np.ndarray:
-        """The image with the lesion contour and ``text`` (no tint)."""
-        return draw_text(
-            draw_contour(image, mask, self.contour_color), text)
+                     text: Union[str, Sequence[str]]) -> np.ndarray:
+        """The image with the lesion contour and ``text`` (a line or a
+        list of lines, top-down; no tint)."""
+        lines = [text] if isinstance(text, str) else list(text)
+        return draw_text_lines(
+            draw_contour(image, mask, self.contour_color), lines)
+
+    def class_has_lesion(self, class_name: str) -> Optional[bool]:
+        """Whether images of ``class_name`` show a lesion, from
+        ``dataset_meta['lesion_classes']``; None when every class (or no
+        class) is a lesion class, e.g. TN3K."""
+        meta = getattr(self, 'dataset_meta', None) or {}
+        lesion = set(meta.get('lesion_classes') or ())
+        classes = set(meta.get('cls_classes') or ())
+        if not lesion or not classes or classes <= lesion:
+            return None
+        return class_name in lesion
 
     def draw_pseudo_labels(self,
                            weak: np.ndarray,
@@ -207,8 +231,11 @@ class HermesVisualizer(SegLocalVisualizer):
                 pseudo-label and its zone).
         """
         palette = [self.zone_palette[zone] for zone in ZONES]
+        legend = draw_legend(
+            [(label, self.zone_palette[zone]) for zone, label in ZONE_LEGEND],
+            height=zones.shape[0], width=zones.shape[1])
         return hconcat([weak, strong, draw_text(colorize(zones, palette),
-                                                text)])
+                                                text), legend])
 
     # ------------------------------------------------------------------
     # output (to backends / files)
@@ -234,7 +261,8 @@ class HermesVisualizer(SegLocalVisualizer):
                        wait_time: float = 0,
                        out_file: Optional[str] = None,
                        step: int = 0,
-                       with_labels: Optional[bool] = True) -> None:
+                       with_labels: Optional[bool] = True,
+                       title: str = '') -> None:
         """Draw ``image | ground truth | prediction`` and save it to every
         backend (or to ``out_file``). Same signature as MMSeg's.
 
@@ -250,8 +278,11 @@ class HermesVisualizer(SegLocalVisualizer):
             out_file (str, optional): Write here instead of the backends.
             step (int): Global step for the backends.
             with_labels (bool): Unused (kept for MMSeg compatibility).
+            title (str): Written on the image panel (the hook writes the
+                image path when the tag does not name the image).
         """
-        drawn = self.draw_multitask(image, data_sample, draw_gt, draw_pred)
+        drawn = self.draw_multitask(image, data_sample, draw_gt, draw_pred,
+                                    title)
         self._emit(name, drawn, show, wait_time, out_file, step)
 
     @master_only
@@ -268,4 +299,4 @@ class HermesVisualizer(SegLocalVisualizer):
         self._emit(name, drawn, False, 0, out_file, step)
 
 
-__all__ = ['HermesVisualizer']
+__all__ = ['HermesVisualizer', 'ZONE_LEGEND']

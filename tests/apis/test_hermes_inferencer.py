@@ -19,6 +19,7 @@ from hermes_mm.apis.hermes_inferencer import csv_header, unique_paths
 from hermes_mm.datasets.synthetic_busi_dataset import ensure_synthetic_busi
 from hermes_mm.registry import INFERENCERS, MODELS
 from hermes_mm.utils import rewrite_datasets
+from hermes_mm.visualization.drawing import overlay_lines
 
 CONFIGS = osp.join(osp.dirname(osp.abspath(__file__)), 'configs')
 # Deliberately not the config's names: they must come from the checkpoint.
@@ -151,9 +152,12 @@ def test_overlays_and_csv(multitask, data_root, tmp_path):
         np.testing.assert_array_equal(
             overlay,
             multitask.visualizer.draw_overlay(
-                image, pred['mask'],
-                f"{pred['pred_class']} p="
-                f"{pred['scores'][pred['pred_label']]:.2f}"))
+                image, pred['mask'], overlay_lines(
+                    pred['pred_class'],
+                    pred['scores'][pred['pred_label']],
+                    pred['lesion_area'], image.shape[0] * image.shape[1],
+                    multitask.visualizer.class_has_lesion(
+                        pred['pred_class']))))
     with open(out_dir / 'predictions.csv', newline='') as f:
         rows = list(csv.reader(f))
     assert rows[0] == csv_header(SAVED_CLASSES) == [

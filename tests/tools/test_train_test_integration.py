@@ -75,6 +75,8 @@ def tiny_options(config, name):
     hermes = cfg.model.type == 'HermesSegmentor'
     student = 'model.segmentor' if hermes else 'model'
     student_cfg = cfg.model.segmentor if hermes else cfg.model
+    # offline and a smaller network: no ImageNet weights (README's option)
+    opts.append(f'{student}.backbone.init_cfg=None')
     for part, keys in (('backbone', ('depth', 'base_channels',
                                      'stem_channels')),
                        ('task_neck', ('in_channels', )),

@@ -14,7 +14,9 @@ from hermes_mm.visualization import HermesVisualizer
 from hermes_mm.visualization.drawing import (DEFAULT_ZONE_PALETTE, ZONES,
                                              blend_mask, class_text, colorize,
                                              denormalize, draw_contour,
-                                             hconcat, zone_map)
+                                             format_prob, hconcat,
+                                             lesion_text, overlay_lines,
+                                             zone_map)
 
 H, W = 40, 48
 CLASSES = ('benign', 'malignant', 'normal')
@@ -181,19 +183,69 @@ def test_pseudo_label_panel(visualizer):
     name, drawn, step = visualizer.get_backend(
         'RecordingVisBackend').images[-1]
     assert (name, step) == ('train_pl', 3)
-    assert drawn.shape == (H, 3 * W + 4, 3)
+    assert drawn.shape == (H, 4 * W + 6, 3)  # weak | strong | zones | legend
     np.testing.assert_array_equal(drawn[:, :W], weak)
     np.testing.assert_array_equal(drawn[:, W + 2:2 * W + 2], strong)
-    zones = drawn[:, 2 * W + 4:]
+    zones = drawn[:, 2 * W + 4:3 * W + 4]
     assert tuple(zones[-1, 0]) == DEFAULT_ZONE_PALETTE['ambiguous']
     assert tuple(zones[20, -1]) == DEFAULT_ZONE_PALETTE['reliable_lesion']
     assert tuple(zones[20, 0]) == DEFAULT_ZONE_PALETTE['unreliable']
+    # the legend shows a swatch of each image zone's colour, top to bottom
+    legend = drawn[:, 3 * W + 6:]
+    swatch_colours = [tuple(legend[y, 1]) for y in range(H)]
+    order = [DEFAULT_ZONE_PALETTE[z] for z in (
+        'reliable_lesion', 'reliable_background', 'ambiguous', 'unreliable')]
+    seen = [c for i, c in enumerate(swatch_colours)
+            if c in order and (i == 0 or swatch_colours[i - 1] != c)]
+    assert seen == order
+
+
+def test_probabilities_are_never_rounded_up_to_certainty():
+    assert class_text('benign', 0.995) == 'benign p=0.99'
+    assert class_text('benign', 0.999) == 'benign p=0.99'
+    assert class_text('benign', 0.9999999) == 'benign p=>0.99'
+    assert class_text('benign', 1.0) == 'benign p=1.00'
+    assert class_text('normal', 0.6) == 'normal p=0.60'
+    assert class_text('normal', 0.87) == 'normal p=0.87'
+    assert format_prob(float(torch.tensor(0.08))) == '0.08'  # float32
+
+
+def test_overlay_says_area_and_flags_class_mask_contradiction(visualizer):
+    """A clinician reading an inference overlay: the lesion area, and a
+    remark naming mask_decides_lesion when "normal" comes with a lesion
+    contour (or a lesion class with none)."""
+    assert lesion_text(0, 100) == 'no lesion found'
+    assert lesion_text(42, 1000) == 'lesion 42 px (4.2% of image)'
+    assert lesion_text(1, 10 ** 6) == 'lesion 1 px (<0.1% of image)'
+    lines = overlay_lines('normal', 0.6, 420, 10000, class_has_lesion=False)
+    assert lines[:2] == ['normal p=0.60', 'lesion 420 px (4.2% of image)']
+    assert lines[2] == '! normal yet lesion drawn: see mask_decides_lesion'
+    assert overlay_lines('benign', 0.9, 0, 100, True)[2] == \
+        '! benign yet no lesion: see mask_decides_lesion'
+    assert len(overlay_lines('benign', 0.9, 5, 100, True)) == 2
+    assert len(overlay_lines('normal', 0.9, 0, 100, False)) == 2
+    # no lesion-free class (TN3K): nothing to disagree about
+    assert len(overlay_lines('benign', 0.9, 0, 100, None)) == 2
+    assert visualizer.class_has_lesion('normal') is None  # no lesion_classes
+    visualizer.dataset_meta = dict(cls_classes=CLASSES,
+                                   lesion_classes=('benign', 'malignant'))
+    assert visualizer.class_has_lesion('normal') is False
+    assert visualizer.class_has_lesion('benign') is True
+    visualizer.dataset_meta = dict(cls_classes=('benign', 'malignant'),
+                                   lesion_classes=('benign', 'malignant'))
+    assert visualizer.class_has_lesion('benign') is None
+    # each line lands on the overlay, top-down
+    image = np.zeros((120, 400, 3), np.uint8)
+    one = visualizer.draw_overlay(image, np.zeros((120, 400)), lines[:1])
+    three = visualizer.draw_overlay(image, np.zeros((120, 400)), lines)
+    rows = lambda img: np.nonzero(img.any(axis=(1, 2)))[0]  # noqa: E731
+    assert rows(three).max() > rows(one).max() + 10
 
 
 def test_names_palette_and_validation(visualizer):
     visualizer.dataset_meta = dict(cls_classes=('a', 'b'))
     assert visualizer.class_names(3) == ['a', 'b', 'class 2']
-    assert class_text('a', 0.866) == 'a p=0.87'
+    assert class_text('a', 0.866) == 'a p=0.86'  # floored
     assert hconcat([np.zeros((2, 1, 3), np.uint8),
                     np.zeros((3, 1, 3), np.uint8)]).shape == (3, 4, 3)
     with pytest.raises(ValueError, match='unknown zones'):

@@ -6,7 +6,7 @@ model keeps the pseudo-labels it is asked for
 (``HermesSegmentor.record_pseudo_labels`` / ``last_pseudo_labels``).
 """
 import os.path as osp
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import mmengine.fileio as fileio
 from mmengine.logging import print_log
@@ -37,10 +37,14 @@ class HermesVisualizationHook(SegVisualizationHook):
     """Draw validation/test panels and training pseudo-label panels.
 
     - Validation / test, every ``interval`` batches:
-      ``image | ground truth | prediction`` per image, named
-      ``<mode>_<predictor>_<img_rel>`` (``predictor`` is Hermes'
-      ``predict_on``, so ``TeacherStudentValLoop`` draws both networks)
-      and sent to every visualizer backend.
+      ``image | ground truth | prediction`` per image (its path written on
+      the image panel), sent to every visualizer backend under the tag
+      ``<mode>_<predictor>_<k>``: ``predictor`` is Hermes' ``predict_on``
+      (``TeacherStudentValLoop`` draws both networks) and ``k`` counts the
+      drawn images of one loop, up to ``max_val_panels``. The data order
+      is fixed, so a tag follows one image across validations, and a
+      real data set makes at most ``max_val_panels`` tags per network
+      (TensorBoard / W&B), not one per image.
     - Test with ``test_out_dir``: the same panel is written to
       ``test_out_dir/<img_rel>.png`` instead, one file per test image
       (``tools/test.py --show-dir``); subfolders keep images with the same
@@ -64,6 +68,9 @@ class HermesVisualizationHook(SegVisualizationHook):
         pseudo_label_interval (int): Training iterations between
             pseudo-label panels; 0 switches them off.
         max_pseudo_label_images (int): Unlabelled images drawn each time.
+        max_val_panels (int): Validation/test images sent to the backends
+            per loop and network (tags ``<mode>_<predictor>_0`` ...).
+            Files written to ``test_out_dir`` are not limited.
         test_out_dir (str, optional): Write test panels here as
             ``<img_rel>.png``.
     """
@@ -78,6 +85,7 @@ class HermesVisualizationHook(SegVisualizationHook):
                  backend_args: Optional[dict] = None,
                  pseudo_label_interval: int = 0,
                  max_pseudo_label_images: int = 4,
+                 max_val_panels: int = 8,
                  test_out_dir: Optional[str] = None) -> None:
         if interval < 1:
             raise ValueError(f'interval must be >= 1, got {interval}')
@@ -87,6 +95,9 @@ class HermesVisualizationHook(SegVisualizationHook):
         if max_pseudo_label_images < 1:
             raise ValueError('max_pseudo_label_images must be >= 1, got '
                              f'{max_pseudo_label_images}')
+        if max_val_panels < 0:
+            raise ValueError('max_val_panels must be >= 0 (0 = none to the '
+                             f'backends), got {max_val_panels}')
         super().__init__(
             draw=draw,
             interval=interval,
@@ -95,7 +106,29 @@ class HermesVisualizationHook(SegVisualizationHook):
             backend_args=backend_args)
         self.pseudo_label_interval = pseudo_label_interval
         self.max_pseudo_label_images = max_pseudo_label_images
+        self.max_val_panels = max_val_panels
         self.test_out_dir = test_out_dir
+        # (mode, predictor) -> images sent to the backends in this loop
+        self._panel_counts: Dict[Tuple[str, str], int] = {}
+
+    def before_val(self, runner) -> None:
+        """Restart the panel tags (``val_teacher_0`` ...)."""
+        self._panel_counts = {}
+
+    def before_test(self, runner) -> None:
+        """Restart the panel tags (``test_teacher_0`` ...)."""
+        self._panel_counts = {}
+
+    def _panel_tag(self, mode: str, predictor: Optional[str]) -> Optional[str]:
+        """The next tag of this loop, or None once ``max_val_panels`` are
+        out."""
+        slot = (mode, predictor or '')
+        count = self._panel_counts.get(slot, 0)
+        if count >= self.max_val_panels:
+            return None
+        self._panel_counts[slot] = count + 1
+        return '_'.join(part for part in (mode, predictor, str(count))
+                        if part)
 
     # ------------------------------------------------------------------
     # validation / test
@@ -116,17 +149,20 @@ class HermesVisualizationHook(SegVisualizationHook):
             img_path = output.metainfo.get('img_path')
             if not img_path:
                 continue
+            key = image_key(output)
+            out_file = title = None
+            if mode == 'test' and self.test_out_dir:
+                out_file = osp.join(self.test_out_dir, f'{key}.png')
+                name = key
+            else:
+                name = self._panel_tag(mode, predictor)
+                title = key
+                if name is None:
+                    continue
             # as LoadImageFromFile reads it (no EXIF rotation, bit depth)
             img = decode_image(
                 fileio.get(img_path, backend_args=self.backend_args),
                 channel_order='rgb')
-            key = image_key(output)
-            name = '_'.join(
-                part for part in (mode, predictor, key.replace('/', '__'))
-                if part)
-            out_file = None
-            if mode == 'test' and self.test_out_dir:
-                out_file = osp.join(self.test_out_dir, f'{key}.png')
             self._visualizer.add_datasample(
                 name,
                 img,
@@ -134,7 +170,10 @@ class HermesVisualizationHook(SegVisualizationHook):
                 show=self.show,
                 wait_time=self.wait_time,
                 out_file=out_file,
-                step=runner.iter)
+                step=runner.iter,
+                # MMSeg's SegLocalVisualizer takes no title
+                **(dict(title=title) if title and hasattr(
+                    self._visualizer, 'draw_multitask') else {}))
 
     # ------------------------------------------------------------------
     # training: pseudo-label panels

@@ -134,7 +134,8 @@ def test_pseudo_label_panels_only_when_due(trained):
     preprocessor = model.data_preprocessor
     palette = [DEFAULT_ZONE_PALETTE[z] for z in ZONES]
     for i, (_, panel, _) in enumerate(panels):
-        assert panel.shape == (SIZE, 3 * SIZE + 4, 3)
+        # weak | strong | zones | legend
+        assert panel.shape == (SIZE, 4 * SIZE + 6, 3)
         np.testing.assert_array_equal(
             panel[:, :SIZE],
             denormalize(record['weak_inputs'][i], preprocessor.mean,
@@ -148,7 +149,7 @@ def test_pseudo_label_panels_only_when_due(trained):
                      record['seg_pseudo_label'][i], record['region'][i]),
             palette)
         # Below the text box the zone panel is exactly the zone colours.
-        np.testing.assert_array_equal(panel[20:, 2 * SIZE + 4:],
+        np.testing.assert_array_equal(panel[20:, 2 * SIZE + 4:3 * SIZE + 4],
                                       expected[20:])
 
 
@@ -158,13 +159,14 @@ def test_validation_panels_for_teacher_and_student(trained):
         osp.splitext(val.get_data_info(i)['img_rel'])[0].replace('/', '__')
         for i in range(len(val)))
     names = [n for n, _, _ in trained['images'] if n.startswith('val_')]
+    # one tag per drawn image slot, not per image (max_val_panels=8)
+    drawn = min(len(val), 8)
     for predictor in ('teacher', 'student'):
-        assert sorted(n for n in names
-                      if n.startswith(f'val_{predictor}_')) == [
-                          f'val_{predictor}_{k}' for k in keys
-                      ]
+        assert [n for n in names if n.startswith(f'val_{predictor}_')] == [
+            f'val_{predictor}_{k}' for k in range(drawn)]
     visualizer = trained['runner'].visualizer
-    assert len(trained['samples']) == 2 * len(val) > 0
+    assert len(trained['samples']) == 2 * drawn > 0
+    titles = []
     for name, image, sample in trained['samples']:
         # The original image, its ground truth and the prediction, drawn at
         # the original size; the recorded panel is that drawing.
@@ -172,9 +174,14 @@ def test_validation_panels_for_teacher_and_student(trained):
         assert sample.gt_sem_seg.shape == sample.pred_sem_seg.shape == tuple(
             sample.ori_shape)
         panel = dict((n, img) for n, img, _ in trained['images'])[name]
+        title = image_key(sample)
+        titles.append(title.replace('/', '__'))
         np.testing.assert_array_equal(
-            panel, visualizer.draw_multitask(image, sample))
+            panel, visualizer.draw_multitask(image, sample, title=title))
         assert panel.shape[1] == 3 * image.shape[1] + 4
+    # the panels name their images, the same ones for both networks
+    assert titles[:drawn] == titles[drawn:]
+    assert set(titles) <= set(keys) and len(set(titles)) == drawn
 
 
 def _load_tool(name):
@@ -235,6 +242,21 @@ def test_image_key_uses_relative_path():
     assert image_key(sample) == 'benign/x (1)'
     sample = SegDataSample(metainfo=dict(img_path='/d/a/y.jpg'))
     assert image_key(sample) == 'y'
+
+
+def test_panel_tags_are_bounded_per_loop():
+    """Real BUSI (~160 val images): at most max_val_panels tags per
+    network and loop, the same tags again at the next validation."""
+    hook = HermesVisualizationHook(draw=True, interval=1, max_val_panels=3)
+    tags = [hook._panel_tag('val', 'teacher') for _ in range(5)]
+    assert tags == ['val_teacher_0', 'val_teacher_1', 'val_teacher_2', None,
+                    None]
+    assert hook._panel_tag('val', 'student') == 'val_student_0'
+    hook.before_val(None)
+    assert hook._panel_tag('val', 'teacher') == 'val_teacher_0'
+    assert hook._panel_tag('test', None) == 'test_0'
+    with pytest.raises(ValueError, match='max_val_panels'):
+        HermesVisualizationHook(max_val_panels=-1)
 
 
 def test_hook_arguments_are_validated():
