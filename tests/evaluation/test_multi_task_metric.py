@@ -149,6 +149,98 @@ def test_hd95_matches_brute_force_on_random_blobs(conn):
     assert F.hd95(dots, big, connectivity=conn) == pytest.approx(8.)
 
 
+def reference_boundary(mask):
+    """Written out independently of ``F.boundary``: mask pixels with a
+    4-neighbour outside the mask (outside the image counts as outside)."""
+    padded = np.pad(mask, 1)
+    inner = (padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2]
+             & padded[1:-1, 2:])
+    return mask & ~inner
+
+
+def reference_hd95(pred, gt, mode):
+    """medpy (pooled) or MONAI / surface-distance (max of the directed
+    95th percentiles), by brute force over boundary pixel pairs."""
+    d = cdist(np.argwhere(reference_boundary(pred)),
+              np.argwhere(reference_boundary(gt)))
+    forward, backward = d.min(1), d.min(0)
+    if mode == 'pooled':
+        return np.percentile(np.concatenate([forward, backward]), 95)
+    return max(np.percentile(forward, 95), np.percentile(backward, 95))
+
+
+def blob_cases(n=6, size=40, seed=0):
+    """Lesion-like pairs; every other prediction has a small false-positive
+    blob far from the lesion: its few boundary pixels are more than 5 % of
+    the prediction's boundary but less than 5 % of both boundaries pooled,
+    which is where the two forms differ most."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        cy, cx = rng.integers(12, 28, 2)
+        ry, rx = rng.integers(5, 10, 2)
+        gt = ((yy - cy) / ry)**2 + ((xx - cx) / rx)**2 <= 1
+        pred = ((yy - cy - rng.integers(-2, 3)) / (ry + rng.integers(-2, 3)))**2 \
+            + ((xx - cx - rng.integers(-2, 3)) / rx)**2 <= 1
+        if i % 2:  # one 2 x 2 false-positive blob in a corner
+            y, x = rng.choice([1, size - 3], 2)
+            pred[y:y + 2, x:x + 2] = True
+        yield pred, gt
+
+
+@pytest.mark.parametrize('mode', ['pooled', 'max_directed'])
+def test_hd95_modes_match_reference(mode):
+    differs = 0
+    for pred, gt in blob_cases():
+        want = reference_hd95(pred, gt, mode)
+        assert F.hd95(pred, gt, mode=mode) == pytest.approx(want)
+        pooled, directed = (F.hd95(pred, gt, mode=m)
+                            for m in ('pooled', 'max_directed'))
+        assert directed >= pooled - 1e-9
+        differs += directed > pooled + 1
+    assert differs >= 2  # the false-positive blobs separate the two forms
+    # empty-mask rules are shared
+    empty = np.zeros((H, W), bool)
+    assert F.hd95(empty, empty, mode=mode) == 0.
+    assert F.hd95(empty, square(2, 2, 3) > 0, mode=mode) == \
+        pytest.approx(math.hypot(H, W))
+
+
+def test_hd95_mode_through_the_metric():
+    samples = [seg_sample(pred.astype(np.int64), gt.astype(np.int64), str(i))
+               for i, (pred, gt) in enumerate(blob_cases())]
+    out = {mode: run(metric(hd95_mode=mode), samples)['seg/hd95']
+           for mode in ('pooled', 'max_directed')}
+    for mode, value in out.items():
+        want = np.mean([reference_hd95(p, g, mode)
+                        for p, g in blob_cases()])
+        assert value == pytest.approx(want)
+    assert out['max_directed'] > out['pooled']
+    assert MultiTaskMetric().hd95_mode == 'pooled'  # what the README reports
+    with pytest.raises(ValueError, match="'monai'"):
+        MultiTaskMetric(hd95_mode='monai')
+    with pytest.raises(ValueError, match='mode must be one of'):
+        F.hd95(empty_mask(), empty_mask(), mode='mean')
+
+
+def empty_mask():
+    return np.zeros((H, W), bool)
+
+
+def test_hd95_modes_match_medpy_and_monai():
+    """Cross-check against the libraries themselves, where installed (they
+    are not requirements: ``pip install medpy monai``)."""
+    medpy = pytest.importorskip('medpy.metric.binary')
+    monai = pytest.importorskip('monai.metrics')
+    for pred, gt in blob_cases():
+        assert F.hd95(pred, gt) == pytest.approx(medpy.hd95(pred, gt))
+        ref = monai.compute_hausdorff_distance(
+            torch.as_tensor(pred)[None, None].float(),
+            torch.as_tensor(gt)[None, None].float(), percentile=95)
+        assert F.hd95(pred, gt, mode='max_directed') == pytest.approx(
+            float(ref))
+
+
 def test_empty_rules():
     empty = np.zeros((H, W), dtype=np.int64)
     les = square(1, 1, 3)
@@ -285,6 +377,58 @@ def test_auc_perfect_and_hand_case_binary():
     assert out['cls/sensitivity_malignant'] == pytest.approx(50.)
     assert out['cls/specificity_malignant'] == pytest.approx(100.)
     assert out['cls/confusion_matrix'] == [[2, 0], [1, 1]]
+
+
+def test_binary_auc_equals_sklearn_on_saturated_softmax():
+    """Float32 softmax of a margin above ~16.6 rounds p0 to 1.0 for every
+    image (ties), while p1 still ranks them (issue example)."""
+    logits = torch.tensor([[0., -21.], [0., -19.], [0., -20.], [0., -18.]])
+    y = np.array([0, 1, 0, 1])
+    scores = logits.softmax(dim=1)  # float32, as the model writes them
+    assert (scores[:, 0] == 1).all()  # saturated
+    want = 100 * roc_auc_score(y, scores[:, 1].numpy())
+    assert want == 100.
+    out = run(metric(), [cls_sample(int(t), s) for t, s in zip(y, scores)])
+    assert out['cls/auc'] == want
+    np.testing.assert_allclose(F.one_vs_rest_auc(y, scores.numpy()),
+                               [1., 1.])
+    # saturated the other way (p1 -> 1.0): the logit margin still ranks
+    flipped = (-logits).softmax(dim=1)
+    assert (flipped[:, 1] == 1).all()
+    y = 1 - y  # margins z1 - z0 = 21, 19, 20, 18: class 0 ranks lowest
+    assert roc_auc_score(y, flipped[:, 1].numpy()) == 0.5  # p1 ties
+    out = run(metric(), [cls_sample(int(t), s) for t, s in zip(y, flipped)])
+    assert out['cls/auc'] == 100 * roc_auc_score(y, -logits[:, 1]) == 100.
+
+
+def test_multiclass_auc_ranks_by_exact_log_softmax():
+    """Per class, the AUC equals sklearn's on the float64 log-softmax of the
+    logits, also where float32 softmax has saturated."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(30, 3)) * 12
+    y = rng.integers(0, 3, 30)
+    y[:3] = [0, 1, 2]
+    scores = torch.as_tensor(logits, dtype=torch.float32).softmax(1)
+    assert (scores == 1).sum() >= 2  # some rows saturated
+    t = torch.as_tensor(logits, dtype=torch.float64)
+    log_p = t.log_softmax(1)
+    for k in range(3):
+        rest = torch.cat([log_p[:, :k], log_p[:, k + 1:]], 1).logsumexp(1)
+        want = roc_auc_score(y == k, (log_p[:, k] - rest).numpy())
+        got = F.one_vs_rest_auc(y, scores.numpy())[k]
+        assert got == pytest.approx(want), k
+
+
+def test_macro_conventions_absent_class():
+    """Macro P/R/F1 count a class absent from ground truth and predictions
+    as 0; macro AUC skips a class without positives."""
+    y = np.array([0, 1, 0, 1])
+    p = np.array([[.8, .1, .1], [.2, .7, .1], [.6, .3, .1], [.3, .6, .1]])
+    out = run(metric(num_classes=3),
+              [cls_sample(int(t), s) for t, s in zip(y, p)])
+    assert out['cls/precision'] == pytest.approx(100 * 2 / 3)
+    assert out['cls/f1'] == pytest.approx(100 * 2 / 3)
+    assert out['cls/auc'] == pytest.approx(100.)  # mean of classes 0 and 1
 
 
 @pytest.fixture

@@ -7,7 +7,10 @@ so each rule can be tested on a hand-made case. Ratios are fractions in
 
 The HD95 follows medpy's ``hd95`` (boundary = mask minus its erosion,
 Euclidean distance transform of the other boundary, 95th percentile of the
-pooled two-way surface distances) and adds explicit rules for empty masks.
+pooled two-way surface distances) and adds explicit rules for empty masks;
+``mode='max_directed'`` gives the form of MONAI and DeepMind's
+``surface-distance`` instead (the larger of the two directed 95th
+percentiles).
 """
 import math
 from typing import Optional, Sequence, Tuple, Union
@@ -26,6 +29,12 @@ HD95_BOTH_EMPTY = 0.0
 HD95_ONE_EMPTY = 'diagonal'
 #: Percentile of the pooled surface distances (95 -> HD95).
 HD_PERCENTILE = 95.0
+#: How the two directed surface-distance sets are combined into HD95:
+#: 'pooled' = percentile of their union (medpy ``hd95``, SSL4MIS; the
+#: default); 'max_directed' = the larger of the two directed percentiles
+#: (MONAI ``compute_hausdorff_distance(percentile=95)``, DeepMind
+#: ``surface-distance``). The second is never smaller than the first.
+HD95_MODES = ('pooled', 'max_directed')
 #: Erosion footprint connectivity for boundary extraction:
 #: 1 = 3x3 cross (medpy's default), 2 = 3x3 square.
 BOUNDARY_CONNECTIVITY = 1
@@ -169,11 +178,21 @@ def hd95(pred: np.ndarray,
          connectivity: int = BOUNDARY_CONNECTIVITY,
          percentile: float = HD_PERCENTILE,
          both_empty: float = HD95_BOTH_EMPTY,
-         one_empty: Union[str, float] = HD95_ONE_EMPTY) -> float:
+         one_empty: Union[str, float] = HD95_ONE_EMPTY,
+         mode: str = 'pooled') -> float:
     """95th-percentile symmetric Hausdorff distance of two bool masks.
 
-    The percentile is taken over the pooled distances pred-boundary ->
-    gt-boundary and gt-boundary -> pred-boundary, like medpy's ``hd95``.
+    With ``d(A, B)`` the distances from every boundary pixel of ``A`` to the
+    boundary of ``B`` and ``P`` the percentile:
+
+    - ``mode='pooled'`` (default): ``P(d(pred, gt) ∪ d(gt, pred))``, like
+      medpy's ``hd95`` (and SSL4MIS, which calls it);
+    - ``mode='max_directed'``: ``max(P(d(pred, gt)), P(d(gt, pred)))``,
+      like MONAI's ``compute_hausdorff_distance(percentile=95)`` and
+      DeepMind's ``surface-distance``. It is never smaller than the pooled
+      form, and larger when one direction has a heavier tail, e.g. a
+      prediction with small false-positive blobs far from the lesion
+      (their few boundary pixels are a small share of the pooled set).
 
     Empty masks (HD95 is undefined there):
 
@@ -195,10 +214,14 @@ def hd95(pred: np.ndarray,
         both_empty (float): Value when both masks are empty.
         one_empty (str | float): ``'diagonal'`` or a fixed value when
             exactly one mask is empty.
+        mode (str): 'pooled' or 'max_directed', see above; the empty-mask
+            rules are the same for both.
 
     Returns:
         float: The distance, in units of ``spacing`` (pixels by default).
     """
+    if mode not in HD95_MODES:
+        raise ValueError(f'mode must be one of {HD95_MODES}, got {mode!r}')
     if pred.shape != gt.shape:
         raise ValueError(f'prediction shape {pred.shape} != ground-truth '
                          f'shape {gt.shape}')
@@ -215,11 +238,13 @@ def hd95(pred: np.ndarray,
     # background; it keeps the distance transforms small.
     box = ndimage.find_objects((pred | gt).astype(np.uint8))[0]
     pred, gt = pred[box], gt[box]
-    dists = np.concatenate([
-        surface_distances(pred, gt, spacing, connectivity),
-        surface_distances(gt, pred, spacing, connectivity)
-    ])
-    return float(np.percentile(dists, percentile))
+    forward = surface_distances(pred, gt, spacing, connectivity)
+    backward = surface_distances(gt, pred, spacing, connectivity)
+    if mode == 'max_directed':
+        return float(max(np.percentile(forward, percentile),
+                         np.percentile(backward, percentile)))
+    return float(np.percentile(np.concatenate([forward, backward]),
+                               percentile))
 
 
 def sensitivity_specificity(
@@ -250,26 +275,53 @@ def sensitivity_specificity(
     return sens, spec
 
 
+def log_odds(probs: np.ndarray) -> np.ndarray:
+    """One-vs-rest log-odds ``log(p_k / (1 - p_k))`` of each class, (N, K),
+    from probabilities (N, K), computed where the precision is.
+
+    A monotone function of ``p_k``, so it ranks samples as ``p_k`` does,
+    but it survives float32 saturation: once a softmax margin exceeds about
+    16.6 the large probability rounds to 1.0 and ties across samples, while
+    the small ones still differ. So ``1 - p_k`` is taken as
+    ``sum_{j != k} p_j`` where ``p_k > 1/2`` (there ``p_k`` is coarsely
+    rounded and the sum of the small others is precise), and from ``p_k``
+    itself where ``p_k <= 1/2`` (exact, so ties in ``p_k`` stay ties). For
+    two classes this is the logit margin ``z_1 - z_0`` (class 1) and its
+    negative. Probabilities are clipped to the smallest positive float so
+    the result is finite.
+    """
+    tiny = np.finfo(np.float64).tiny
+    p = np.clip(np.asarray(probs, dtype=np.float64), tiny, 1.0)
+    rest = np.stack([np.delete(p, k, axis=1).sum(axis=1)
+                     for k in range(p.shape[1])], axis=1)
+    complement = np.where(p > 0.5, rest, 1.0 - p)
+    return np.log(p) - np.log(np.maximum(complement, tiny))
+
+
 def one_vs_rest_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Per-class one-vs-rest ROC AUC, NaN where it is undefined.
 
-    Class ``k`` is scored by ``scores[:, k]`` against ``labels == k``. AUC is
+    Class ``k`` is ranked by its one-vs-rest log-odds (:func:`log_odds` of
+    ``scores``) against ``labels == k``; that is the ranking of
+    ``scores[:, k]`` itself, except that it stays correct when float32
+    softmax saturates (``p_k`` rounded to 1.0 for several samples). AUC is
     undefined (NaN) for a class with no positive or no negative sample. In
-    the binary case both classes give the same AUC (``p_0 = 1 - p_1``), so
-    their macro mean is the usual binary AUC.
+    the binary case both classes give the same AUC, the usual binary AUC
+    (``roc_auc_score(y, p_1)`` wherever ``p_1`` is not saturated), so their
+    macro mean is that AUC.
 
     Args:
         labels (np.ndarray): Ground-truth class indices, (N,).
-        scores (np.ndarray): Class scores (e.g. softmax), (N, K).
+        scores (np.ndarray): Class probabilities (softmax), (N, K).
 
     Returns:
         np.ndarray: (K,) AUC fractions, NaN for undefined classes.
     """
     labels = np.asarray(labels)
-    scores = np.asarray(scores, dtype=float)
-    aucs = np.full(scores.shape[1], np.nan)
-    for k in range(scores.shape[1]):
+    ranks = log_odds(scores)
+    aucs = np.full(ranks.shape[1], np.nan)
+    for k in range(ranks.shape[1]):
         positive = labels == k
         if positive.any() and not positive.all():
-            aucs[k] = roc_auc_score(positive, scores[:, k])
+            aucs[k] = roc_auc_score(positive, ranks[:, k])
     return aucs

@@ -21,8 +21,8 @@ from sklearn.metrics import (accuracy_score, confusion_matrix,
 
 from hermes_mm.registry import METRICS
 from .functional import (BOTH_EMPTY_OVERLAP, BOUNDARY_CONNECTIVITY,
-                         HD95_BOTH_EMPTY, HD95_ONE_EMPTY, HD_PERCENTILE,
-                         Spacing, binary_counts, hd95, lesion_masks,
+                         HD95_BOTH_EMPTY, HD95_MODES, HD95_ONE_EMPTY,
+                         HD_PERCENTILE, Spacing, binary_counts, hd95, lesion_masks,
                          one_vs_rest_auc, overlap_scores, safe_divide,
                          sensitivity_specificity, subset_mean)
 
@@ -106,18 +106,30 @@ class MultiTaskMetric(BaseMetric):
       ``sqrt(H^2 + W^2)``, the largest possible distance, so a model that
       predicts nothing is penalised. SSL4MIS instead returns 0 for an empty
       prediction, which flatters such models (``hd95_one_empty=0.``
-      reproduces it).
+      reproduces it). ``hd95_mode='max_directed'`` takes the larger of the
+      two directed 95th percentiles instead of the pooled one (MONAI,
+      DeepMind ``surface-distance``); it is never smaller, and up to
+      several pixels larger on predictions with false-positive blobs. The
+      README reports the default, ``'pooled'`` (medpy / SSL4MIS).
 
     Classification (images with a prediction and a ``gt_label``; a
     ``gt_label`` of -1 raises an error naming the image):
 
     - ``cls/accuracy``; macro ``cls/precision``, ``cls/recall``,
       ``cls/f1`` over all ``num_classes`` classes (sklearn, with
-      ``zero_division``).
-    - ``cls/auc``: one-vs-rest AUC from ``pred_score`` averaged over classes
-      where it is defined (at least one positive and one negative); a
-      warning names each skipped class, and it is NaN if no class is
-      defined. In the binary case this is the usual AUC.
+      ``zero_division``): a class that appears in neither the ground truth
+      nor the predictions counts as 0 (with the default ``zero_division``)
+      and pulls the macro mean down.
+    - ``cls/auc``: one-vs-rest AUC averaged over the classes where it is
+      defined (at least one positive and one negative); a class without a
+      positive is *skipped* (unlike P/R/F1), a warning names it, and it is
+      NaN if no class is defined. Each class is ranked by the log-odds
+      of ``pred_score[k]`` (:func:`.functional.log_odds`: the same ranking
+      as ``p_k``, but ``1 - p_k`` is the sum of the other probabilities
+      where ``p_k > 1/2``), so float32 softmax saturation (a margin above
+      ~16.6 rounds ``p_k`` to 1.0) does not create ties. In the binary case
+      this is the usual AUC, ``roc_auc_score(y, p_1)``, ranked by the logit
+      margin.
     - ``cls/sensitivity_<name>``, ``cls/specificity_<name>`` per class
       (names from ``cls_classes``, else ``class<i>``).
     - ``cls/confusion_matrix``: nested list, rows = ground truth, columns =
@@ -144,6 +156,9 @@ class MultiTaskMetric(BaseMetric):
             Defaults to 95.
         connectivity (int): Boundary erosion footprint, 1 = 3x3 cross
             (default), 2 = 3x3 square.
+        hd95_mode (str): 'pooled' (default; medpy, SSL4MIS: percentile of
+            the pooled two-way surface distances) or 'max_directed' (MONAI,
+            surface-distance: the larger directed percentile).
         spacing (float | Sequence[float], optional): Pixel size (row, col)
             for HD95; None means pixel units.
         zero_division (float): Value of a precision, recall, sensitivity or
@@ -167,6 +182,7 @@ class MultiTaskMetric(BaseMetric):
                  hd95_one_empty: Union[str, float] = HD95_ONE_EMPTY,
                  hd_percentile: float = HD_PERCENTILE,
                  connectivity: int = BOUNDARY_CONNECTIVITY,
+                 hd95_mode: str = 'pooled',
                  spacing: Spacing = None,
                  zero_division: float = 0.,
                  log_table: bool = True,
@@ -189,6 +205,9 @@ class MultiTaskMetric(BaseMetric):
         if connectivity not in (1, 2):
             raise ValueError(f'connectivity must be 1 (cross) or 2 (square), '
                              f'got {connectivity}')
+        if hd95_mode not in HD95_MODES:
+            raise ValueError(f'hd95_mode must be one of {HD95_MODES}, got '
+                             f'{hd95_mode!r}')
         if not 0 <= hd_percentile <= PERCENT:
             raise ValueError(
                 f'hd_percentile must be in [0, 100], got {hd_percentile}')
@@ -201,6 +220,7 @@ class MultiTaskMetric(BaseMetric):
         self.hd95_one_empty = hd95_one_empty
         self.hd_percentile = hd_percentile
         self.connectivity = connectivity
+        self.hd95_mode = hd95_mode
         self.spacing = spacing
         self.zero_division = zero_division
         self.log_table = log_table
@@ -250,7 +270,8 @@ class MultiTaskMetric(BaseMetric):
             connectivity=self.connectivity,
             percentile=self.hd_percentile,
             both_empty=self.hd95_both_empty,
-            one_empty=self.hd95_one_empty)
+            one_empty=self.hd95_one_empty,
+            mode=self.hd95_mode)
         return dict(tp=tp, fp=fp, fn=fn, hd95=dist, has_lesion=tp + fn > 0)
 
     def _process_cls(self, sample: dict, img_path: str) -> Optional[dict]:
