@@ -65,6 +65,11 @@ from _common import (REPO_ROOT, environment, read_json,  # noqa: E402
 VARIANTS: Dict[str, Tuple[str, str]] = {
     'supervised': ('configs/demo/supervised_synthetic.py',
                    'configs/supervised_busi.py'),
+    'supervised_matched': (
+        'configs/demo/baselines/supervised_matched_synthetic.py',
+        'configs/baselines/supervised_matched_busi.py'),
+    'supervised_ema': ('configs/demo/baselines/supervised_ema_synthetic.py',
+                       'configs/baselines/supervised_ema_busi.py'),
     'fully_supervised': (
         'configs/demo/baselines/fully_supervised_synthetic.py',
         'configs/baselines/fully_supervised_busi.py'),
@@ -251,7 +256,8 @@ def rescale_schedule(cfg, iters: int, val_points: Optional[int]) -> dict:
                 if sub in policy:
                     policy[sub] = scale(policy[sub])
     for hook in cfg.get('custom_hooks') or []:
-        for sub in ('precision_window', 'no_pair_warning_iters'):
+        for sub in ('precision_window', 'no_pair_warning_iters',
+                    'begin_iter'):
             if hook.get(sub):
                 hook[sub] = max(scale(hook[sub]), 1)
     points = val_points or max(1, old // int(cfg.train_cfg.val_interval))

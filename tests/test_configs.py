@@ -298,3 +298,30 @@ def test_supervised_baselines_are_the_hermes_network():
         assert sup_model.pop('data_preprocessor') == \
             hermes_model.data_preprocessor.data_preprocessor.to_dict(), sup
         assert sup_model == segmentor, sup
+
+
+@pytest.mark.parametrize('matched, ema, reference, hermes', [
+    (osp.join('demo', 'baselines', 'supervised_matched_synthetic.py'),
+     osp.join('demo', 'baselines', 'supervised_ema_synthetic.py'),
+     osp.join('demo', 'supervised_synthetic.py'),
+     osp.join('demo', 'hermes_synthetic.py')),
+    (osp.join('baselines', 'supervised_matched_busi.py'),
+     osp.join('baselines', 'supervised_ema_busi.py'), 'supervised_busi.py',
+     'hermes_busi.py'),
+])
+def test_matched_and_ema_supervised_baselines(matched, ema, reference,
+                                              hermes):
+    """The matched baseline differs from the supervised one only in its
+    labelled images per step, which are Hermes's; the EMA one adds only an
+    EMAHook that starts with Hermes's EMA teacher."""
+    assert changed_keys(matched, reference) == {'train_dataloader.batch_size'}
+    assert load(matched).train_dataloader.batch_size == \
+        load(hermes).labeled_per_batch
+    assert {k.split('[')[0].split('#')[0]
+            for k in changed_keys(ema, matched)} == {'custom_hooks'}
+    assert not load(matched).get('custom_hooks')
+    hook, = load(ema).custom_hooks
+    assert hook.type == 'EMAHook'
+    model = load(hermes).model
+    assert hook.momentum == model.ema.momentum
+    assert hook.begin_iter == model.unsup_weight.start

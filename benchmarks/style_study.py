@@ -1,0 +1,283 @@
+"""Hermes vs. its baselines on every synthetic data style (issue 20).
+
+A method tuned on one style of synthetic data has learnt that style. This
+harness runs ``benchmarks/quality.py`` once per style (``--style``; one
+output folder per style, so every run is resumable and reusable), then
+writes one per-style report:
+
+* per style and variant: held-out lesion-image Dice, Dice and accuracy
+  (mean ± std over seeds; last checkpoint; Hermes-type models tested with
+  their EMA teacher);
+* paired per seed (same split, same labelled images): each variant minus
+  ``supervised`` and minus ``supervised_matched`` where it ran;
+* the share of the supervised -> fully-supervised gap that Hermes recovers,
+  per style and averaged over the styles;
+* the held-out style (``synthetic.HELDOUT_STYLE``) marked in every table
+  and averaged separately: it is never used to choose a setting.
+
+Numbers are read from each style's ``results.json`` as written by
+``quality.py``; nothing is re-computed from logs. Styles, seeds or variants
+without finished runs show '-', so the report states what was run.
+
+Examples::
+
+    # the issue's bar: every style, 5 seeds, 2400 iterations
+    python benchmarks/style_study.py --seeds 0 1 2 3 4 --iters 2400 \
+        --variants supervised supervised_matched fully_supervised hermes
+    # ablations and baselines, 3 seeds, two styles
+    python benchmarks/style_study.py --styles crowded annotated \
+        --seeds 0 1 2 --iters 2400 --variants supervised mean_teacher \
+        supervised_ema no_itas single_threshold no_contrast \
+        no_pix_contrast no_consistency hermes
+    # the report only, from runs already made
+    python benchmarks/style_study.py --seeds 0 --report-only
+"""
+import argparse
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _common import REPO_ROOT, read_json, table, write_json  # noqa: E402
+
+#: (metrics key, header) reported per style.
+KEYS = [('seg/dice_lesion', 'Dice lesion %'), ('seg/dice', 'Dice %'),
+        ('cls/accuracy', 'Acc %')]
+#: Paired references, in order of preference.
+REFERENCES = ('supervised', 'supervised_matched')
+METHOD = 'hermes'
+UPPER = 'fully_supervised'
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from hermes_mm.datasets.synthetic import STYLES
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--styles', nargs='+', default=list(STYLES),
+                   choices=list(STYLES), help='default: every style')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
+    p.add_argument('--ratio', type=float, default=0.125)
+    p.add_argument('--variants', nargs='+',
+                   default=['supervised', 'supervised_matched',
+                            'fully_supervised', 'hermes'])
+    p.add_argument('--iters', type=int, default=2400)
+    p.add_argument('--val-points', type=int, default=4)
+    p.add_argument('--out-dir', default=osp.join(REPO_ROOT, 'benchmarks',
+                                                 'runs', 'styles'),
+                   help='one sub-folder per style (quality.py --out-dir)')
+    p.add_argument('--report', default=None,
+                   help='report path (default OUT_DIR/style_study.md; '
+                   'JSON next to it)')
+    p.add_argument('--report-only', action='store_true',
+                   help='only read the runs that exist')
+    p.add_argument('--dry-run', action='store_true',
+                   help='print the quality.py commands only')
+    args = p.parse_args(argv)
+    args.out_dir = osp.abspath(args.out_dir)
+    if args.report is None:
+        args.report = osp.join(args.out_dir, 'style_study.md')
+    return args
+
+
+def quality_cmd(args, style: str, report_only: bool) -> List[str]:
+    """The ``quality.py`` command of one style."""
+    cmd = [sys.executable, osp.join(REPO_ROOT, 'benchmarks', 'quality.py'),
+           '--style', style, '--iters', str(args.iters), '--val-points',
+           str(args.val_points), '--ratios', str(args.ratio), '--seeds'] + [
+               str(s) for s in args.seeds] + ['--variants'] + list(
+                   args.variants) + ['--out-dir', osp.join(args.out_dir,
+                                                           style)]
+    return cmd + (['--report-only'] if report_only else [])
+
+
+def per_seed(records: List[dict], variant: str,
+             ratio: float) -> Dict[int, dict]:
+    """Held-out metrics of ``variant``'s finished runs, by seed."""
+    out = {}
+    for r in records:
+        if r['variant'] != variant or r.get('status') != 'ok':
+            continue
+        if not r.get('ratio_independent') and r['ratio'] != ratio:
+            continue
+        if 'heldout_metrics' in r:
+            out[int(r['seed'])] = r['heldout_metrics']
+    return out
+
+
+def mean_std(values: List[float]) -> Dict[str, Any]:
+    if not values:
+        return dict(mean=None, std=None, n=0)
+    return dict(mean=statistics.fmean(values),
+                std=statistics.stdev(values) if len(values) > 1 else 0.0,
+                n=len(values))
+
+
+def paired(ours: Dict[int, dict], ref: Dict[int, dict],
+           key: str) -> Dict[str, Any]:
+    """``ours - ref`` per shared seed: mean, std, n, seeds higher/lower and
+    the two-sided paired t-test p (None below 2 pairs)."""
+    from scipy.stats import ttest_rel
+    seeds = sorted(set(ours) & set(ref))
+    a = [ours[s][key] for s in seeds]
+    b = [ref[s][key] for s in seeds]
+    diffs = [x - y for x, y in zip(a, b)]
+    out = mean_std(diffs)
+    out.update(seeds=seeds, higher=sum(d > 0 for d in diffs),
+               lower=sum(d < 0 for d in diffs), p=None)
+    if len(diffs) > 1 and out['std'] > 0:
+        out['p'] = float(ttest_rel(a, b).pvalue)
+    return out
+
+
+def gap_recovered(method: Dict[int, dict], lower: Dict[int, dict],
+                  upper: Dict[int, dict], key: str) -> Optional[float]:
+    """Share of the ``lower`` -> ``upper`` gap that ``method`` closes, from
+    the means over the seeds all three have (None without such seeds or
+    without a positive gap)."""
+    seeds = sorted(set(method) & set(lower) & set(upper))
+    if not seeds:
+        return None
+    m, lo, hi = (statistics.fmean(d[s][key] for s in seeds)
+                 for d in (method, lower, upper))
+    return (m - lo) / (hi - lo) if hi > lo else None
+
+
+def style_summary(args, style: str) -> Optional[Dict[str, Any]]:
+    path = osp.join(args.out_dir, style, 'results.json')
+    if not osp.exists(path):
+        return None
+    records = read_json(path)['runs']
+    runs = {v: per_seed(records, v, args.ratio) for v in args.variants}
+    out: Dict[str, Any] = dict(variants={}, paired={}, gap={})
+    for variant, by_seed in runs.items():
+        out['variants'][variant] = {
+            key: mean_std([m[key] for m in by_seed.values() if key in m])
+            for key, _ in KEYS}
+        out['variants'][variant]['seeds'] = sorted(by_seed)
+    for ref in REFERENCES:
+        if ref not in runs or not runs[ref]:
+            continue
+        for variant, by_seed in runs.items():
+            if variant not in REFERENCES and by_seed:
+                out['paired'].setdefault(ref, {})[variant] = {
+                    key: paired(by_seed, runs[ref], key) for key, _ in KEYS}
+    if METHOD in runs and UPPER in runs:
+        for ref in REFERENCES:
+            if runs.get(ref):
+                out['gap'][ref] = {
+                    key: gap_recovered(runs[METHOD], runs[ref], runs[UPPER],
+                                       key) for key, _ in KEYS}
+    return out
+
+
+def fmt_ms(entry: Dict[str, Any]) -> str:
+    if entry['mean'] is None:
+        return '-'
+    if entry['n'] == 1:
+        return f'{entry["mean"]:.2f}'
+    return f'{entry["mean"]:.2f} ± {entry["std"]:.2f}'
+
+
+def fmt_paired(entry: Dict[str, Any]) -> str:
+    if entry['mean'] is None:
+        return '-'
+    text = f'{entry["mean"]:+.2f}'
+    if entry['n'] > 1:
+        text += f' ± {entry["std"]:.2f}'
+    text += f' ({entry["higher"]}↑/{entry["lower"]}↓'
+    if entry['p'] is not None:
+        text += f', p={entry["p"]:.2g}'
+    return text + ')'
+
+
+def markdown(args, summaries: Dict[str, Any], heldout: str) -> str:
+    lines = [
+        '# Per-style study', '',
+        f'Label ratio {args.ratio}, {args.iters} iterations, seeds '
+        f'{args.seeds}; held-out test set of each style (400 images, '
+        'generator seed 1000); last checkpoint; Hermes-type models tested '
+        f'with their EMA teacher. **Held-out style: `{heldout}`** (never '
+        'used to choose a setting). `-`: not run.', '']
+    rows = []
+    for style, summ in summaries.items():
+        name = f'**{style}** (held-out)' if style == heldout else style
+        if summ is None:
+            rows.append([name, '(no runs)'] + [''] * (len(KEYS) + 1))
+            continue
+        for variant, entry in summ['variants'].items():
+            rows.append([name, variant] + [fmt_ms(entry[k]) for k, _ in KEYS]
+                        + [len(entry['seeds'])])
+    lines += [table(['style', 'variant'] + [h for _, h in KEYS] + ['seeds'],
+                    rows), '']
+    for ref in REFERENCES:
+        rows = []
+        for style, summ in summaries.items():
+            for variant, per_key in (summ or {}).get('paired', {}).get(
+                    ref, {}).items():
+                name = f'**{style}** (held-out)' if style == heldout \
+                    else style
+                rows.append([name, variant] +
+                            [fmt_paired(per_key[k]) for k, _ in KEYS])
+        if rows:
+            lines += [f'Paired per seed, minus `{ref}` (mean ± std, seeds '
+                      'higher/lower, paired t-test p):', '',
+                      table(['style', 'variant'] +
+                            [f'Δ {h}' for _, h in KEYS], rows), '']
+    rows = []
+    for ref in REFERENCES:
+        for group, styles in (('development styles',
+                               [s for s in summaries if s != heldout]),
+                              ('held-out style', [heldout])):
+            values = {k: [summaries[s]['gap'][ref][k] for s in styles
+                          if summaries.get(s) and ref in summaries[s]['gap']
+                          and summaries[s]['gap'][ref][k] is not None]
+                      for k, _ in KEYS}
+            if any(values.values()):
+                rows.append([ref, group] + [
+                    f'{100 * statistics.fmean(v):.0f}% ({len(v)} styles)'
+                    if v else '-' for v in values.values()])
+    if rows:
+        lines += [f'Share of the reference -> `{UPPER}` gap that `{METHOD}` '
+                  'recovers (from per-style means), averaged over styles:',
+                  '', table(['reference', 'styles'] + [h for _, h in KEYS],
+                            rows), '']
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from hermes_mm.datasets.synthetic import HELDOUT_STYLE
+    t0 = time.perf_counter()
+    failed = []
+    for style in args.styles:
+        cmd = quality_cmd(args, style, args.report_only)
+        print('$ ' + ' '.join(cmd), flush=True)
+        if args.dry_run:
+            continue
+        if args.report_only and not osp.isdir(osp.join(args.out_dir,
+                                                       style)):
+            continue
+        if subprocess.run(cmd, cwd=REPO_ROOT).returncode != 0:
+            failed.append(style)
+    if args.dry_run:
+        return 0
+    summaries = {s: style_summary(args, s) for s in args.styles}
+    md = markdown(args, summaries, HELDOUT_STYLE)
+    os.makedirs(osp.dirname(osp.abspath(args.report)), exist_ok=True)
+    with open(args.report, 'w') as f:
+        f.write(md + '\n')
+    write_json(osp.splitext(args.report)[0] + '.json',
+               dict(benchmark='style_study', args=vars(args),
+                    heldout_style=HELDOUT_STYLE, styles=summaries,
+                    wall_time_s=time.perf_counter() - t0))
+    print('\n' + md)
+    if failed:
+        print(f'quality.py failed for styles {failed}', file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

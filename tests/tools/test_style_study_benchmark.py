@@ -1,0 +1,83 @@
+"""Tests of ``benchmarks/style_study.py``: the per-style report is computed
+from each style's quality.py ``results.json`` (paired differences, gap
+recovered, held-out style marked), and every style gets its own
+``quality.py --style`` command."""
+import json
+import os.path as osp
+
+import pytest
+
+from hermes_mm.datasets.synthetic import HELDOUT_STYLE
+
+
+@pytest.fixture
+def study(load_script):
+    return load_script('benchmarks/style_study.py')
+
+
+def _record(variant, seed, dice_lesion, acc, status='ok'):
+    return dict(variant=variant, seed=seed, ratio=0.125,
+                ratio_independent=variant == 'fully_supervised',
+                status=status,
+                heldout_metrics={'seg/dice_lesion': dice_lesion,
+                                 'seg/dice': dice_lesion - 1,
+                                 'cls/accuracy': acc})
+
+
+def _write(root, style, records):
+    path = osp.join(root, style, 'results.json')
+    import os
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(dict(runs=records), f)
+
+
+def test_commands_one_per_style(study, tmp_path):
+    args = study.parse_args(['--styles', 'crowded', HELDOUT_STYLE,
+                             '--seeds', '0', '1', '--out-dir',
+                             str(tmp_path)])
+    cmd = study.quality_cmd(args, 'crowded', False)
+    assert cmd[cmd.index('--style') + 1] == 'crowded'
+    assert cmd[cmd.index('--out-dir') + 1] == str(tmp_path / 'crowded')
+    assert cmd[cmd.index('--seeds') + 1:cmd.index('--seeds') + 3] == \
+        ['0', '1']
+    assert '--report-only' in study.quality_cmd(args, 'crowded', True)
+
+
+def test_report_pairs_seeds_and_computes_gap(study, tmp_path):
+    _write(str(tmp_path), 'crowded', [
+        _record('supervised', 0, 80.0, 70.0),
+        _record('supervised', 1, 84.0, 72.0),
+        _record('hermes', 0, 83.0, 71.0),
+        _record('hermes', 1, 85.0, 75.0),
+        _record('hermes', 2, 99.0, 99.0),  # no supervised partner: unpaired
+        _record('fully_supervised', 0, 90.0, 80.0),
+        _record('fully_supervised', 1, 90.0, 80.0),
+        _record('supervised', 2, 10.0, 10.0, status='failed'),
+    ])
+    args = study.parse_args(['--styles', 'crowded', HELDOUT_STYLE,
+                             '--seeds', '0', '1', '2', '--variants',
+                             'supervised', 'fully_supervised', 'hermes',
+                             '--out-dir', str(tmp_path)])
+    summ = study.style_summary(args, 'crowded')
+    pair = summ['paired']['supervised']['hermes']['seg/dice_lesion']
+    assert pair['seeds'] == [0, 1]
+    assert pair['mean'] == pytest.approx(2.0)  # (+3, +1)
+    assert pair['higher'] == 2 and pair['lower'] == 0
+    assert pair['p'] is not None
+    # gap over seeds 0-1: sup 82, hermes 84, full 90 -> 2 / 8
+    assert summ['gap']['supervised']['seg/dice_lesion'] == \
+        pytest.approx(0.25)
+    assert summ['variants']['supervised']['seeds'] == [0, 1]
+    assert study.style_summary(args, HELDOUT_STYLE) is None
+    md = study.markdown(args, {'crowded': summ, HELDOUT_STYLE: None},
+                        HELDOUT_STYLE)
+    assert f'**{HELDOUT_STYLE}** (held-out)' in md
+    assert '+2.00 ± 1.41 (2↑/0↓' in md
+    assert '25% (1 styles)' in md
+
+
+def test_gap_needs_a_positive_gap(study):
+    same = {0: {'k': 1.0}}
+    assert study.gap_recovered(same, same, same, 'k') is None
+    assert study.gap_recovered({}, same, same, 'k') is None
