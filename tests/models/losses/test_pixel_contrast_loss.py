@@ -209,6 +209,22 @@ def test_module_prototypes_ema_state_dict_and_counter(tmp_path):
                        loss_mod(feats, labels, anchors, neg))
 
 
+def test_prototype_ema_weights_the_old_prototype_by_momentum():
+    """``proto <- normalize(m * proto + (1 - m) * batch_mean)`` with an
+    asymmetric momentum (0.5 could not tell m from 1 - m)."""
+    m = 0.75
+    loss_mod = PixelContrastLoss(feat_dim=2, prototype_momentum=m)
+    loss_mod.update_prototypes(torch.tensor([[1.0, 0.0]]),
+                               torch.tensor([0]), torch.tensor([True]))
+    loss_mod.update_prototypes(torch.tensor([[0.0, 3.0], [0.0, 1.0]]),
+                               torch.tensor([0, 0]),
+                               torch.tensor([True, True]))
+    want = F.normalize(m * torch.tensor([1.0, 0.0]) +
+                       (1 - m) * torch.tensor([0.0, 1.0]), dim=0)
+    torch.testing.assert_close(loss_mod.prototypes[0], want)
+    assert loss_mod.proto_valid.tolist() == [True, False]
+
+
 @pytest.mark.parametrize('rows', [0, 3])
 def test_update_prototypes_all_reduces_when_nothing_is_sampled(
         monkeypatch, rows):
