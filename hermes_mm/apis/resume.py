@@ -39,7 +39,7 @@ LAST_CHECKPOINT = 'last_checkpoint'
 #: Scheduled checkpoints MMEngine's CheckpointHook writes.
 _NUMBERED = re.compile(r'^(iter|epoch)_(\d+)\.pth$')
 #: How many keys / config values a message lists.
-MAX_LISTED = 10
+MAX_LISTED = 5
 
 
 class NothingToResumeError(FileNotFoundError):
@@ -299,15 +299,15 @@ def check_resume_compatible(runner, checkpoint: Optional[str]) -> None:
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
     changes = model_config_changes(
         meta.get('cfg') if isinstance(meta, dict) else None, runner.cfg)
-    changed = (f' Config values that differ from the checkpoint\'s: '
-               f'{_listed(changes)}.' if changes else
-               ' The checkpoint holds no readable config to compare with.')
+    changed = (f'Config values that differ from the checkpoint\'s: '
+               f'{_listed(changes)}. ' if changes else
+               'The checkpoint holds no readable config to compare with. ')
     raise CheckpointMismatchError(
         f'Cannot resume from {checkpoint!r}: its weights do not fit the '
-        f'model built from the config; ' + '; '.join(problems) + '.' +
-        changed + ' Resume with the config the checkpoint was trained '
-        'with, or start a new work_dir (load_from=CHECKPOINT loads the '
-        'matching weights only, without resuming).')
+        f'model built from the config. ' + changed + '; '.join(problems) +
+        '. Resume with the config the checkpoint was trained with, or '
+        'start a new work_dir (load_from=CHECKPOINT loads the matching '
+        'weights only, without resuming).')
 
 
 __all__ = [
