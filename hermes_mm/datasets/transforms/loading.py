@@ -274,7 +274,10 @@ class LoadMultiTaskAnnotations(BaseTransform):
                     f'LoadMultiTaskAnnotations needs results[{key!r}] '
                     f'({results.get("img_path")!r}); use a dataset producing '
                     f'the data info of docs/architecture.md (BUSIDataset, '
-                    f'MultiTaskAnnotationDataset).')
+                    f'MultiTaskAnnotationDataset). Predicting? MMSeg\'s '
+                    f'MMSegInferencer keeps this transform and has no '
+                    f'class output: use hermes_mm.apis.HermesInferencer or '
+                    f'tools/infer.py CONFIG CHECKPOINT IMAGES --out-dir D.')
         seg_key = 'hidden_seg_map' if self.hidden else 'gt_seg_map'
         seg_map = None
         if results['has_mask']:

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from hermes_mm.registry import MODELS
 from ..necks.task_features import TaskFeatures
+from ..utils.channel_check import check_channels
 from ..utils.finite_losses import FiniteLossesMixin
 from ..utils.lesion_decision import check_lesion_classes, mask_decides_lesion
 from ..utils.small_components import check_min_area, remove_small_components
@@ -92,7 +93,12 @@ class MultiTaskSegmentor(FiniteLossesMixin, EncoderDecoder):
             background / lesion).
         cls_head (dict): A classification head taking ``(cls_vec,)``, e.g.
             ``mmpretrain.LinearClsHead`` (its ``in_channels`` is the channel
-            count of the task neck's classification level).
+            count of the task neck's classification level). The
+            ``in_channels`` of ``task_neck``, ``decode_head``,
+            ``auxiliary_head`` and ``cls_head`` are checked against one
+            dummy forward of the backbone at build time (one error lists
+            every wrong key; unset ones are inferred, see
+            :func:`~hermes_mm.models.utils.channel_check.check_channels`).
         task_neck (dict): The task neck. Defaults to ``TaskSplitNeck``.
         neck (dict, optional): A plain MMSeg neck applied before the task
             neck (e.g. ``FPN``).
@@ -137,6 +143,12 @@ class MultiTaskSegmentor(FiniteLossesMixin, EncoderDecoder):
         # a plain dict (a model built from Python, not a Config) crashes it.
         test_cfg = ConfigDict(test_cfg)
         check_min_area(test_cfg.get('min_lesion_area', 0))
+        # every channel key against one dummy forward of the backbone: one
+        # error listing all wrong keys; unset ones are filled in
+        check_channels(
+            dict(backbone=backbone, neck=neck, task_neck=task_neck,
+                 decode_head=decode_head, auxiliary_head=auxiliary_head,
+                 cls_head=cls_head, data_preprocessor=data_preprocessor))
         super().__init__(
             backbone=backbone,
             decode_head=decode_head,
