@@ -1,4 +1,5 @@
-# Hermes on the built-in synthetic data at 1/8 labels (CPU demo, ~10 min):
+# Hermes on the built-in synthetic data at 1/8 labels (CPU demo: 600
+# iterations, 3-6 min on 2 CPU cores, README "Run the demo"):
 #   python tools/train.py configs/demo/hermes_synthetic.py
 _base_ = [
     '../_base_/models/hermes_r18_small_itas.py',
