@@ -749,15 +749,15 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
         # parameter is in the graph (DDP), and return 0.
         index = sample.index if sample.index.numel() else \
             sample.index.new_zeros(1)
-        embeddings = self.pix_projector.forward_pixels(
+        projected = self.pix_projector.forward_pixels(
             gather_pixels(feats, index))
-        if sample.index.numel() == 0:
-            loss = self.pix_contrast_loss.forward_sampled(
-                embeddings[:0], sample) + embeddings.sum() * 0
-        else:
-            loss = self.pix_contrast_loss.forward_sampled(embeddings, sample)
-            self.pix_contrast_loss.update_prototypes(
-                embeddings.detach(), sample.labels, sample.anchor_mask)
+        embeddings = projected[:sample.index.numel()]  # (0, D) if empty
+        loss = self.pix_contrast_loss.forward_sampled(
+            embeddings, sample) + projected.sum() * 0
+        # Unconditional: update_prototypes all-reduces, so every rank calls
+        # it every step, with an empty sample too (it then changes nothing).
+        self.pix_contrast_loss.update_prototypes(
+            embeddings.detach(), sample.labels, sample.anchor_mask)
         return {self.pix_contrast_loss.loss_name: loss}
 
     # ------------------------------------------------------------------

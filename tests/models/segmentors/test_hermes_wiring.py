@@ -439,11 +439,6 @@ def test_cutmix_box_moves_every_dense_target(monkeypatch):
     assert float(losses['con.loss_con_img']) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='HermesSegmentor.pixel_contrastive_loss still calls '
-    'update_prototypes (which all-reduces) only when the pixel sample is '
-    'non-empty; remove this marker once it calls it unconditionally')
 def test_prototype_update_runs_when_nothing_is_sampled(monkeypatch):
     """``update_prototypes`` all-reduces: a rank whose pixel sample is empty
     (no labelled pixel, nothing reliable) must still call it, or DDP
