@@ -70,12 +70,34 @@ def count_tested(metrics):
     return sum(sum(row) for row in metrics['cls/confusion_matrix'])
 
 
-@pytest.mark.parametrize('flags', [['--all-images'], ['--split-file', 'none']])
-def test_every_image_of_a_folder(external, tmp_path, flags):
+README_COMMAND = ('python tools/test.py configs/hermes_busi.py best.pth '
+                  '--data-root data/BUSI_external --all-images '
+                  '--out-metrics external.json')
+
+
+def test_readme_command_tests_every_image_of_a_folder(external, tmp_path):
+    """The README's command, its paths pointed at the tiny folder and
+    checkpoint (plus the small-model options)."""
+    assert README_COMMAND in open(osp.join(REPO, 'README.md')).read()
     data, ckpt = external
-    metrics = run_test(data, ckpt, tmp_path, *flags)
+    argv = README_COMMAND.split()[2:]
+    argv[0] = HERMES
+    argv[1] = ckpt
+    argv[argv.index('--data-root') + 1] = data
+    out = str(tmp_path / 'external.json')
+    argv[argv.index('--out-metrics') + 1] = out
+    load_tool('test').main(
+        argv + ['--work-dir', str(tmp_path / 'work'), '--cfg-options'] +
+        tiny_options(HERMES, f'readme_{time.time_ns()}'))
+    with open(out) as f:
+        metrics = json.load(f)
+    assert count_tested(metrics) == NUM_IMAGES and 'seg/dice' in metrics
+
+
+def test_split_file_none_is_all_images(external, tmp_path):
+    data, ckpt = external
+    metrics = run_test(data, ckpt, tmp_path, '--split-file', 'none')
     assert count_tested(metrics) == NUM_IMAGES
-    assert 'seg/dice' in metrics
 
 
 def test_test_only_split_on_a_hermes_config(external, tmp_path):
