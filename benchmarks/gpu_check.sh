@@ -96,6 +96,30 @@ trap write_summary EXIT
 
 log "repo $REPO, out $OUT_DIR, python $PYTHON"
 
+# 0. Fail fast, on the terminal, where there is no CUDA device (a CPU
+# machine, a CPU-only torch, no driver): only torch is imported (seconds).
+if [ "$REQUIRE_CUDA" = 1 ]; then
+  t0=$(date +%s)
+  rc=0
+  CUDA_MSG=$("$PYTHON" -c '
+import sys
+import torch
+if not torch.cuda.is_available():
+    sys.exit(f"torch {torch.__version__} (CUDA build {torch.version.cuda}) "
+             f"sees no CUDA device: torch.cuda.is_available() is False, "
+             f"device_count() {torch.cuda.device_count()}")
+print(torch.cuda.get_device_name(0))
+' 2>&1) || rc=$?
+  STEPS+=("{\"step\": \"cuda\", \"exit\": $rc, \"seconds\": $(($(date +%s) - t0))}")
+  if [ "$rc" -ne 0 ]; then
+    FAILED=$((FAILED + 1))
+    log "ERROR: no usable CUDA device, nothing measured. ${CUDA_MSG##*$'\n'}"
+    log "This script measures the GPU path. CPU plumbing test: DEVICE=cpu MODEL=small SIZE=64 AMP=none ITERS=1 WARMUP=0 REQUIRE_CUDA=0 $0 OUT_DIR"
+    exit 3
+  fi
+  log "CUDA device: $CUDA_MSG"
+fi
+
 # 1. What machine and stack this is.
 step env 60 bash -c "nvidia-smi || true; $PYTHON -V; $PYTHON -c 'import torch; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"available\", torch.cuda.is_available())'; $PYTHON -m pip list 2>/dev/null | grep -i -E '^(torch|torchvision|numpy|mmengine|mmcv|mmsegmentation|mmpretrain|setuptools) ' || true"
 
@@ -122,7 +146,8 @@ if $REQUIRE_CUDA:
           'bf16' if torch.cuda.is_bf16_supported() else 'no bf16')
 "
 if [ "$LAST_RC" -ne 0 ]; then
-  log "preflight failed: nothing else can run (see above)"
+  log "preflight failed: nothing else can run; last lines of $LOG:"
+  tail -n 4 "$LOG" | head -n 3
   exit 2
 fi
 
