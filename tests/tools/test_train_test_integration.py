@@ -252,14 +252,15 @@ def busi_folder(tmp_path_factory):
 @pytest.mark.parametrize('config', sorted(SEMI_CONFIGS))
 def test_semi_config_trains_two_iterations(config, busi_folder, tmp_path):
     """Every shipped Hermes / ablation / mean-teacher config trains 2
-    iterations (small backbone, 64x64, batch 1+1) with finite losses, and
+    iterations (small backbone, 64x64, batch 2+2: the labelled images and
+    the strong views are separate BN batches) with finite losses, and
     the component it removes is absent from the loss dict."""
     data, split = busi_folder
     path = osp.join(REPO, 'configs', config)
     cfg = Config.fromfile(path)
     small = Config.fromfile(SMALL_MODEL).model
     name = f'semi_{osp.basename(config)[:-3]}_{time.time_ns()}'
-    options = semi_options(path, name, per_source=1, iters=2,
+    options = semi_options(path, name, per_source=2, iters=2,
                            val_interval=1000, log_interval=1)
     if cfg.model.img_projector is not None:
         options.append(

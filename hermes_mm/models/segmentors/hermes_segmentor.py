@@ -523,9 +523,25 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
             num_sup = sup_x.shape[0]
             return (outputs.slice(0, num_sup),
                     outputs.slice(num_sup, outputs.cls_logits.shape[0]))
-        sup_out = self.student.forward_train(sup_x)
-        with frozen_bn_running_stats(self.student):
-            unsup_out = self.student.forward_train(strong_x)
+        try:
+            sup_out = self.student.forward_train(sup_x)
+            with frozen_bn_running_stats(self.student):
+                unsup_out = self.student.forward_train(strong_x)
+        except ValueError as err:
+            if 'more than 1 value per channel' not in str(err):
+                raise
+            raise ValueError(
+                f'{err}. With joint_student_forward=False the labelled '
+                f'images ({sup_x.shape[0]} per step here) and the strong '
+                f'views ({strong_x.shape[0]}) each form their own BN batch, '
+                'and a BN layer in train mode cannot normalise one value '
+                'per channel (e.g. the 1x1 pooling branch of UPerHead/PSP '
+                'with one image). Use at least 2 labelled and 2 unlabelled '
+                'images per GPU (labeled_per_batch / unlabeled_per_batch), '
+                'SyncBN under distributed training, or '
+                'model.joint_student_forward=True (one forward over both; '
+                'the strong views then also shape the BN statistics)'
+            ) from err
         return sup_out, unsup_out
 
     def _unpack(self, inputs, data_samples):

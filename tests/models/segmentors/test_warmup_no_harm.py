@@ -153,3 +153,21 @@ def test_outputs_cat_inverts_slice(fresh):
     for a, b in zip(joined.task_feats.seg_feats, out.task_feats.seg_feats):
         assert torch.equal(a, b)
     assert torch.equal(joined.task_feats.cls_attn, out.task_feats.cls_attn)
+
+
+def test_single_image_bn_batch_is_a_clear_error(fresh):
+    """One labelled or one unlabelled image per step makes a 1-image BN
+    batch, which UPerHead's 1x1 pooling branch cannot normalise in train
+    mode: the error names the per-batch settings and the ways out."""
+    model = copy.deepcopy(fresh)
+    inputs, samples = make_batch()
+    inputs = {k: v[:1] for k, v in inputs.items()}
+    samples = {k: v[:1] for k, v in samples.items()}
+    model.set_iteration(WARMUP_ITER)
+    model.train()
+    with pytest.raises(ValueError, match='unlabeled_per_batch') as err:
+        model.loss(inputs, samples)
+    assert 'joint_student_forward=True' in str(err.value)
+    model.joint_student_forward = True  # 2 images in one BN batch: fine
+    losses = model.loss(inputs, samples)
+    assert torch.isfinite(losses['sup.seg.loss_ce'])
