@@ -47,6 +47,7 @@ HOOK = 'hermes_mm/engine/hooks/dual_threshold_pseudo_label_hook.py'
 
 T_WIRING = 'tests/models/segmentors/test_hermes_wiring.py'
 T_SEGMENTOR = 'tests/models/segmentors/test_hermes_segmentor.py'
+T_WARMUP = 'tests/models/segmentors/test_warmup_no_harm.py'
 T_ZONES = 'tests/models/utils/test_dual_threshold.py'
 T_THRESHOLDS = 'tests/models/thresholds/test_thresholds.py'
 T_SUPCON = 'tests/models/losses/test_dual_threshold_supcon_loss.py'
@@ -92,6 +93,17 @@ MUTANTS: List[Mutant] = [
            'cls_zones.negative_classes & usable[:, None]',
            'cls_zones.negative_classes & usable[:, None] & False',
            (T_WIRING, )),
+    # --- warm-up: unlabelled views must not touch the supervised path ----
+    Mutant('strong_views_update_bn_running_stats', SEGMENTOR,
+           '            with frozen_bn_running_stats(self.student):\n'
+           '                unsup_out = self.student.forward_train(strong_x)',
+           '            if True:\n'
+           '                unsup_out = self.student.forward_train(strong_x)',
+           (T_WARMUP, )),
+    Mutant('joint_student_forward_by_default', SEGMENTOR,
+           '                 joint_student_forward: bool = False,',
+           '                 joint_student_forward: bool = True,',
+           (T_WARMUP, )),
     # --- segmentor -------------------------------------------------------
     Mutant('no_ambiguous_pixel_negatives', SEGMENTOR,
            'zones.negative_classes & region[:, None]',
