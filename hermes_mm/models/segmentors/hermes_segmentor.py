@@ -34,6 +34,7 @@ from hermes_mm.registry import MODELS, TASK_UTILS
 from ..utils.cutmix import cutmix_batch
 from ..utils.dual_threshold import Zones, dual_threshold_zones
 from ..utils.batch_norm_stats import frozen_bn_running_stats
+from ..utils.channel_check import check_channels
 from ..utils.finite_losses import FiniteLossesMixin
 from .multi_task_segmentor import MultiTaskOutputs, MultiTaskSegmentor
 
@@ -276,6 +277,12 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         segmentor = copy.deepcopy(segmentor)
         segmentor.pop('data_preprocessor', None)
+        img_projector = copy.deepcopy(img_projector)
+        pix_projector = copy.deepcopy(pix_projector)
+        # One error for every channel key that disagrees with the backbone
+        # (unset ones are filled in), before anything is built.
+        check_channels(segmentor, img_projector, pix_projector, pix_in_index,
+                       student_prefix='model.segmentor.')
         self.student: MultiTaskSegmentor = MODELS.build(segmentor)
         ema = dict(copy.deepcopy(ema))
         self.teacher = MODELS.build(ema, default_args=dict(model=self.student))
