@@ -47,12 +47,16 @@ import torch
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from _common import REPO_ROOT, environment, write_json  # noqa: E402
 
-import hermes_mm  # noqa: E402,F401  (applies the compat patches)
+import hermes_mm  # noqa: E402,F401  (registers LoadImageAsStored)
+from hermes_mm.compat import checkpoint_loading  # noqa: E402
 from hermes_mm.datasets import BUSIDataset  # noqa: E402
 from hermes_mm.datasets.splits import make_split, scan_busi  # noqa: E402
 from hermes_mm.datasets.synthetic import generate_synthetic_busi  # noqa
 from hermes_mm.datasets.transforms import LoadMultiTaskAnnotations  # noqa
 from hermes_mm.utils import tree_checksums as checksums  # noqa: E402
+
+# what tools/train.py and tools/test.py install: explained load errors
+checkpoint_loading.install()
 
 #: How many characters of a message the markdown table shows.
 MESSAGE_CHARS = 450
@@ -84,10 +88,10 @@ def busi_split(root: str, out: str, **edit) -> str:
 
 def pipeline_item(root: str, rel: str) -> None:
     """Load one dataset item through the image + annotation loaders."""
-    from mmcv.transforms import LoadImageFromFile
+    from hermes_mm.datasets.transforms import LoadImageAsStored
     dataset = BUSIDataset(
         data_root=root,
-        pipeline=[LoadImageFromFile(), LoadMultiTaskAnnotations()])
+        pipeline=[LoadImageAsStored(), LoadMultiTaskAnnotations()])
     rels = [d['img_rel'] for d in dataset.load_data_list()]
     dataset[rels.index(rel)]
 
@@ -100,7 +104,7 @@ def case_undecodable(root, work):
     with open(img, 'r+b') as f:
         f.truncate(40)
     rel = osp.relpath(img, root)
-    return 'training pipeline: LoadImageFromFile', \
+    return 'training pipeline: LoadImageAsStored', \
         lambda: pipeline_item(root, rel)
 
 
@@ -307,8 +311,8 @@ def as_exif_jpeg(root: str, cls: str, square: bool) -> str:
 
 
 def load_pair(img: str, mask: str) -> dict:
-    from mmcv.transforms import LoadImageFromFile
-    return LoadMultiTaskAnnotations()(LoadImageFromFile()(dict(
+    from hermes_mm.datasets.transforms import LoadImageAsStored
+    return LoadMultiTaskAnnotations()(LoadImageAsStored()(dict(
         img_path=img, seg_map_paths=[mask], has_mask=True, gt_label=0,
         seg_fields=[])))
 
@@ -336,13 +340,13 @@ def case_exif_square(root, work):
                 f'outside {outside:.0f} (OpenCV default, EXIF-rotated: '
                 f'{rotated:.0f} inside). tools/check_dataset.py reports '
                 f'[exif_orientation].')
-    return 'LoadImageFromFile + LoadMultiTaskAnnotations', trigger
+    return 'LoadImageAsStored + LoadMultiTaskAnnotations', trigger
 
 
 def case_exif_rotated_mask(root, work):
     jpg = as_exif_jpeg(root, 'malignant', square=False)
     mask_path = mask_of(jpg[:-len('.jpg')] + '.png')
-    return 'LoadImageFromFile + LoadMultiTaskAnnotations', \
+    return 'LoadImageAsStored + LoadMultiTaskAnnotations', \
         lambda: load_pair(jpg, mask_path)
 
 
@@ -353,8 +357,8 @@ def case_12_bit(root, work):
     cv2.imwrite(img, grey)
 
     def trigger():
-        from mmcv.transforms import LoadImageFromFile
-        loaded = LoadImageFromFile()(dict(img_path=img))['img']
+        from hermes_mm.datasets.transforms import LoadImageAsStored
+        loaded = LoadImageAsStored()(dict(img_path=img))['img']
         expected = grey.mean() * 255 / 4095
         opencv = cv2.imread(img, cv2.IMREAD_COLOR).mean()
         assert abs(loaded.mean() - expected) < 1, (loaded.mean(), expected)
@@ -362,7 +366,7 @@ def case_12_bit(root, work):
                 f'{expected:.1f} (data x 255/4095); OpenCV default (/256) '
                 f'gives {opencv:.1f}. tools/check_dataset.py reports '
                 f'[low_bit_depth].')
-    return 'LoadImageFromFile (patched, hermes_mm.utils.image_io)', trigger
+    return 'LoadImageAsStored (hermes_mm.utils.image_io)', trigger
 
 
 def case_busy_work_dir(root, work):

@@ -1,9 +1,13 @@
 """hermes_mm: semi-supervised multi-task (lesion segmentation + image
 classification) learning for ultrasound, as an OpenMMLab plugin.
 
-Importing the package applies the stack fixes in :mod:`hermes_mm.compat`
-(before MMSegmentation's models are imported) and registers every hermes_mm
-component into MMSegmentation's registries. Configs load it with
+Importing the package applies the import-time fixes of
+:mod:`hermes_mm.compat` (the mmcv-lite fallback ``mmcv.ops``, before
+MMSegmentation's models are imported, and the checkpoint allow-list) and
+registers every hermes_mm component into MMSegmentation's registries. It
+patches no MMEngine/MMCV/MMSeg function or class: configs select
+``AtomicCheckpointHook``, ``IgnoreIndexDiceLoss`` and ``LoadImageAsStored``
+by name. Configs load it with
 ``custom_imports=dict(imports=['hermes_mm'], allow_failed_imports=False)``.
 """
 from . import compat

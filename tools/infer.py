@@ -22,7 +22,8 @@ import sys
 
 from mmengine.config import Config, DictAction
 
-import hermes_mm  # noqa: F401  (compat fixes + registration)
+import hermes_mm  # noqa: F401  (registration)
+from hermes_mm.compat import checkpoint_loading
 from hermes_mm.apis import DEFAULT_EXCLUDE, HermesInferencer
 from hermes_mm.apis.hermes_inferencer import CSV_NAME
 
@@ -66,6 +67,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # explained load errors, weights-only URLs, no executed config text
+    checkpoint_loading.install()
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

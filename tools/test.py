@@ -21,7 +21,8 @@ from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
-import hermes_mm  # noqa: F401  (compat fixes + registration)
+import hermes_mm  # noqa: F401  (registration)
+from hermes_mm.compat import checkpoint_loading
 import hermes_mm.engine.hooks.hermes_visualization_hook  # noqa: F401
 import hermes_mm.visualization  # noqa: F401  (HermesVisualizer)
 from hermes_mm.apis import end_distributed_worker, setup_cpu_distributed
@@ -132,6 +133,8 @@ def build_cfg(args) -> Config:
 
 def main(argv=None):
     args = parse_args(argv)
+    # explained load errors, weights-only URLs, no executed config text
+    checkpoint_loading.install()
     cfg = build_cfg(args)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()

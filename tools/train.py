@@ -16,7 +16,8 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-import hermes_mm  # noqa: F401  (compat fixes + registration)
+import hermes_mm  # noqa: F401  (registration)
+from hermes_mm.compat import checkpoint_loading
 from hermes_mm.apis import end_distributed_worker, setup_cpu_distributed
 from hermes_mm.apis.resume import check_resume_compatible, resolve_resume
 from hermes_mm.apis.work_dir_lock import WorkDirLock, is_launcher_rank
@@ -151,6 +152,8 @@ def build_cfg(args) -> Config:
 
 def main(argv=None):
     args = parse_args(argv)
+    # explained load errors, weights-only URLs, no executed config text
+    checkpoint_loading.install()
     cfg = build_cfg(args)
     warn_vis_backends(cfg)
     try:  # offline ImageNet weights: one line now, not a traceback later

@@ -48,7 +48,8 @@ from rich.progress import track
 from torch import nn
 
 from hermes_mm.datasets.splits import natural_key
-from hermes_mm.registry import DATASETS, INFERENCERS, VISUALIZERS
+from hermes_mm.registry import (DATASETS, INFERENCERS, TRANSFORMS,
+                                VISUALIZERS)
 from hermes_mm.utils import iter_dataset_cfgs
 from hermes_mm.utils.image_io import decode_image
 from hermes_mm.visualization import HermesVisualizer
@@ -58,6 +59,8 @@ IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 # BUSI-layout mask files (``x_mask.png``, ``x_mask_1.png``) are skipped when
 # a folder is expanded; pass ``exclude=None`` to keep every image.
 DEFAULT_EXCLUDE = r'_mask(_\d+)?$'
+#: Transforms of a test pipeline that read the image from its path.
+IMAGE_LOADERS = ('LoadImageAsStored', 'LoadImageFromFile')
 ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadMultiTaskAnnotations',
                       'LoadDepthAnnotation')
 CSV_NAME = 'predictions.csv'
@@ -307,14 +310,20 @@ class HermesInferencer(BaseInferencer):
         ]
         loaders = [
             i for i, t in enumerate(pipeline)
-            if _bare_type(t) == 'LoadImageFromFile'
+            if _bare_type(t) in IMAGE_LOADERS
         ]
         if not loaders:
-            raise ValueError('LoadImageFromFile is not in the test pipeline '
-                             f'{[t.get("type") for t in pipeline]}')
-        pipeline[loaders[0]] = dict(pipeline[loaders[0]],
-                                    type='InferencerLoader')
-        return Compose(pipeline)
+            raise ValueError(f'None of {IMAGE_LOADERS} is in the test '
+                             f'pipeline {[t.get("type") for t in pipeline]}')
+        file_loader = pipeline[loaders[0]]
+        pipeline[loaders[0]] = dict(file_loader, type='InferencerLoader')
+        pipeline = Compose(pipeline)
+        # MMSeg's InferencerLoader reads paths with MMCV's
+        # LoadImageFromFile; read them as the test pipeline does (e.g.
+        # LoadImageAsStored: no EXIF rotation, 12-bit scaling).
+        pipeline.transforms[loaders[0]].from_file = TRANSFORMS.build(
+            file_loader)
+        return pipeline
 
     def _init_collate(self, cfg: ConfigDict):
         """The test dataloader's ``collate_fn`` (MMEngine's ``FUNCTIONS``

@@ -134,8 +134,8 @@ def _read(path: str) -> Optional[bytes]:
 
 
 def _decode_image(data: Optional[bytes]) -> Optional[np.ndarray]:
-    """Decode as ``LoadImageFromFile`` does (patched by
-    :mod:`hermes_mm.compat.image_loading`); None if not decodable."""
+    """Decode as ``LoadImageAsStored`` does (the hermes_mm pipelines'
+    image loader); None if not decodable."""
     if not data:
         return None
     return decode_image(data, 'color')

@@ -18,7 +18,8 @@ from hermes_mm.utils.config_utils import iter_dataset_cfgs
 #: ``subset`` of the datasets whose masks were given for training.
 LABELLED_SUBSET = 'labeled'
 #: The transforms of a dataset's own pipeline that read image and masks.
-LOADING = ('LoadImageFromFile', 'LoadMultiTaskAnnotations')
+LOADING = ('LoadImageAsStored', 'LoadImageFromFile',
+           'LoadMultiTaskAnnotations')
 
 
 def _labelled_datasets(cfg: Config):

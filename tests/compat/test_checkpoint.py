@@ -1,5 +1,5 @@
-"""Tests of weights-only checkpoint loading
-(:mod:`hermes_mm.compat.checkpoint`).
+"""Tests of weights-only checkpoint loading: the allow-list that
+``import hermes_mm`` registers (:mod:`hermes_mm.compat.checkpoint_loading`).
 
 A tiny MMEngine Runner trains a toy model, saves, and resumes with
 ``torch.load``'s weights-only default, and crafted files are refused.
@@ -19,8 +19,8 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 from torch.utils.data import Dataset
 
-import hermes_mm  # noqa: F401  (applies compat)
-from hermes_mm.compat import checkpoint as ckpt_compat
+import hermes_mm  # noqa: F401  (registers the allow-list)
+from hermes_mm.compat import checkpoint_loading as ckpt_compat
 
 SAVE_INTERVAL = 2
 FIRST_ITERS = 4
@@ -211,7 +211,8 @@ def test_crafted_getattr_checkpoint_is_refused(tmp_path):
 
 
 def test_install_reports_support():
-    assert ckpt_compat.install() is ckpt_compat.supports_weights_only()
+    assert ckpt_compat.register_safe_globals() is \
+        ckpt_compat.supports_weights_only()
     names = {
         entry[1] if isinstance(entry, tuple) else
         f'{entry.__module__}.{entry.__qualname__}'

@@ -1,6 +1,7 @@
 """Tests of checkpoint loading errors, weights-only URL loading and
 resume without executing config text
-(:mod:`hermes_mm.compat.checkpoint_loading`)."""
+(:func:`hermes_mm.compat.checkpoint_loading.install`, which the tools call).
+"""
 import os
 import os.path as osp
 import pickle
@@ -13,9 +14,15 @@ from mmengine.runner import Runner, load_checkpoint
 from mmengine.runner.checkpoint import _load_checkpoint, load_from_http
 from torch.utils.data import Dataset
 
-import hermes_mm  # noqa: F401  (applies compat)
+from hermes_mm.compat import checkpoint_loading
 from hermes_mm.compat.checkpoint_loading import (CorruptCheckpointError,
                                                  UnsafeCheckpointError)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def installed():
+    """What tools/train.py, tools/test.py and tools/infer.py do first."""
+    checkpoint_loading.install()
 
 
 class RunsCommand:

@@ -16,7 +16,7 @@ from hermes_mm.datasets.lesion_areas import (labelled_lesion_areas,
 from hermes_mm.datasets.splits import make_split, save_split
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-LOADING = [dict(type='LoadImageFromFile'),
+LOADING = [dict(type='LoadImageAsStored'),
            dict(type='LoadMultiTaskAnnotations')]
 
 

@@ -2,14 +2,14 @@
 (hermes_mm/datasets/transforms/loading.py)."""
 import numpy as np
 import pytest
-from mmcv.transforms import LoadImageFromFile
 
 from hermes_mm.datasets.busi_dataset import BUSIDataset
-from hermes_mm.datasets.transforms.loading import LoadMultiTaskAnnotations
+from hermes_mm.datasets.transforms import (LoadImageAsStored,
+                                           LoadMultiTaskAnnotations)
 
 
 def loaded(info):
-    return LoadImageFromFile()(dict(info))
+    return LoadImageAsStored()(dict(info))
 
 
 def busi_infos(root):

@@ -16,7 +16,7 @@ CROP = (16, 12)
 
 def train_pipeline(hidden):
     return [
-        dict(type='LoadImageFromFile'),
+        dict(type='LoadImageAsStored'),
         dict(type='LoadMultiTaskAnnotations', hidden=hidden),
         dict(type='RandomResize', scale=(48, 40), ratio_range=(0.8, 1.2),
              keep_ratio=True),
@@ -68,7 +68,7 @@ def test_train_pipeline_shapes_and_hidden(tiny_busi):
 
 def test_flip_pipeline_closed_form(tiny_busi):
     ds = build(tiny_busi.root, [
-        dict(type='LoadImageFromFile'),
+        dict(type='LoadImageAsStored'),
         dict(type='LoadMultiTaskAnnotations'),
         dict(type='RandomFlip', prob=1.0, direction='horizontal'),
         dict(type='PackMultiTaskInputs'),

@@ -122,7 +122,7 @@ def test_pipeline_loads_images(root):
             type='UnlabeledImageDataset',
             data_root=root,
             img_dir='scans',
-            pipeline=[dict(type='LoadImageFromFile')]))
+            pipeline=[dict(type='LoadImageAsStored')]))
     item = ds[2]
     assert item['img'].shape == (6, 8, 3)  # scans/b/2.PNG, written first
     assert item['img_rel'] == 'scans/b/2.PNG' and item['has_mask'] is False

@@ -11,8 +11,8 @@ with MMEngine's config formatting memoised (:func:`memoise_pretty_text`).
   writing the checkpoint of a given iteration, as a scheduler or the OOM
   killer would: no Python cleanup runs.
 """
+import builtins
 import hashlib
-import io
 import json
 import os
 import os.path as osp
@@ -20,7 +20,6 @@ import runpy
 import signal
 import sys
 
-import torch
 from mmengine.hooks import Hook
 
 from hermes_mm.registry import HOOKS
@@ -76,19 +75,44 @@ class KillDuringCheckpointHook(Hook):
     def before_save_checkpoint(self, runner, checkpoint):
         if runner.iter + 1 != self.iteration:
             return
+        # MMEngine serialises into memory, then the file backend writes the
+        # bytes: die half-way through writing them to the checkpoint's file
+        # (``iter_N.pth``, or the atomic hook's hidden ``.iter_N.pth.*.tmp``).
+        target = f'iter_{self.iteration}.pth'
+        real_open = builtins.open
 
-        def half_save_then_die(obj, f, *args, **kwargs):
-            buffer = io.BytesIO()
-            torch.serialization.save(obj, buffer)
-            data = buffer.getvalue()
-            if isinstance(f, (str, os.PathLike)):
-                f = open(f, 'wb')
-            f.write(data[:len(data) // 2])
-            f.flush()
-            os.fsync(f.fileno())
-            os.kill(os.getpid(), signal.SIGKILL)
+        def open_then_die(file, mode='r', *args, **kwargs):
+            f = real_open(file, mode, *args, **kwargs)
+            if (isinstance(file, (str, os.PathLike)) and 'b' in mode
+                    and ('w' in mode or 'x' in mode)
+                    and target in osp.basename(os.fspath(file))):
+                return _DieHalfway(f)
+            return f
 
-        torch.save = half_save_then_die
+        builtins.open = open_then_die
+
+
+class _DieHalfway:
+    """A binary file whose first ``write`` puts half of the data on disk
+    and then SIGKILLs the process."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+
+    def write(self, data) -> None:
+        self.f.write(data[:len(data) // 2])
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
 
 
 def memoise_pretty_text() -> None:

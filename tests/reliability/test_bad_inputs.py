@@ -1,18 +1,18 @@
 """Bad inputs not covered by the dataset tests: a non-0/255 mask (warned,
 read with the > 127 rule) and an undecodable image met by a dataset's
 pipeline. The other bad inputs of docs/reliability.md are tested in
-tests/datasets (masks, splits, folders, label ratio), tests/compat
-(checkpoints, images) and tests/tools/test_check_dataset.py."""
+tests/datasets (masks, splits, folders, label ratio, undecodable images),
+tests/compat (checkpoints) and tests/tools/test_check_dataset.py."""
 import os.path as osp
 import warnings
 
 import cv2
 import numpy as np
 import pytest
-from mmcv.transforms import LoadImageFromFile
 
 from hermes_mm.datasets import BUSIDataset
-from hermes_mm.datasets.transforms import LoadMultiTaskAnnotations
+from hermes_mm.datasets.transforms import (LoadImageAsStored,
+                                           LoadMultiTaskAnnotations)
 
 H, W = 6, 8
 
@@ -68,7 +68,7 @@ def test_undecodable_image_stops_the_dataset_with_its_name(tmp_path):
     bad.write_bytes(b'\x89PNG\r\n\x1a\n truncated')
     dataset = BUSIDataset(
         data_root=str(root),
-        pipeline=[LoadImageFromFile(), LoadMultiTaskAnnotations()])
+        pipeline=[LoadImageAsStored(), LoadMultiTaskAnnotations()])
     assert dataset[0]['img'].shape == (H, W, 3)
     index = [d['img_rel'] for d in dataset.load_data_list()].index(
         'malignant/malignant (1).png')
@@ -91,7 +91,7 @@ def _exif_jpeg(path, array_bgr, orientation=6):
 def _load(img_path, mask_path):
     results = dict(img_path=img_path, seg_map_paths=[mask_path],
                    has_mask=True, gt_label=0, seg_fields=[])
-    results = LoadImageFromFile()(results)
+    results = LoadImageAsStored()(results)
     return LoadMultiTaskAnnotations()(results)
 
 
@@ -122,7 +122,7 @@ def test_12_bit_png_loads_bright(tmp_path):
     rng = np.random.default_rng(0)
     grey = rng.integers(0, 4096, (H, W), dtype=np.uint16)
     grey[0, 0] = 4095
-    out = LoadImageFromFile()(dict(img_path=_write(tmp_path / 'c.png',
+    out = LoadImageAsStored()(dict(img_path=_write(tmp_path / 'c.png',
                                                    grey)))
     assert out['img'].dtype == np.uint8
     assert out['img'].mean() == pytest.approx(grey.mean() * 255 / 4095,

@@ -2,9 +2,9 @@
 uninterrupted run, bit for bit (runs in ``conftest.py``).
 
 The killed run dies half-way through writing ``iter_6.pth`` with
-``max_keep_ckpts=1``: the atomic save (hermes_mm.compat.atomic_checkpoint)
-must leave ``iter_4.pth`` complete and named by ``last_checkpoint``, and
-the resumed run (iterations 5-8, after MMEngine replays the data loader
+``max_keep_ckpts=1``: the atomic save (``AtomicCheckpointHook``, the
+configs' ``default_hooks.checkpoint``) must leave ``iter_4.pth`` complete
+and named by ``last_checkpoint``, and the resumed run (iterations 5-8, after MMEngine replays the data loader
 over iterations 1-4 and RandomStateHook restores torch's generator) must
 end where the uninterrupted run ended. No tolerance: CPU, deterministic
 algorithms, one thread, same seeds, so every float must match exactly.

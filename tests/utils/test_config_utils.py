@@ -14,7 +14,7 @@ from hermes_mm.utils import (iter_dataset_cfgs, rewrite_datasets,
 
 def busi(subset, **extra):
     return dict(type='BUSIDataset', data_root='old', split_file='old.json',
-                subset=subset, pipeline=[dict(type='LoadImageFromFile')],
+                subset=subset, pipeline=[dict(type='LoadImageAsStored')],
                 **extra)
 
 

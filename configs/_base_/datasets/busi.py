@@ -9,7 +9,7 @@ crop_size = (256, 256)
 cls_classes = ('benign', 'malignant', 'normal')
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageAsStored'),
     dict(type='LoadMultiTaskAnnotations'),
     dict(
         type='RandomResize',
@@ -22,7 +22,7 @@ train_pipeline = [
     dict(type='PackMultiTaskInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageAsStored'),
     dict(type='Resize', scale=crop_size, keep_ratio=False),
     # Loaded after Resize: metrics are computed at the original size.
     dict(type='LoadMultiTaskAnnotations'),

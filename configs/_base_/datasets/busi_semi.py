@@ -3,7 +3,7 @@
 _base_ = ['./busi.py', './semi_views.py']
 
 sup_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageAsStored'),
     dict(type='LoadMultiTaskAnnotations'),
     dict(
         type='RandomResize',
@@ -19,7 +19,7 @@ sup_pipeline = [
         sup=[dict(type='PackMultiTaskInputs')]),
 ]
 unsup_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageAsStored'),
     # Masks/labels of unlabelled images, if any, are kept aside (hidden_*)
     # for pseudo-label precision diagnostics only.
     dict(type='LoadMultiTaskAnnotations', hidden=True),

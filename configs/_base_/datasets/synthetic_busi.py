@@ -9,7 +9,7 @@ synthetic = dict(
     num=200, generator_seed=0, labeled_ratio=0.125, split_seed=0)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageAsStored'),
     dict(type='LoadMultiTaskAnnotations'),
     dict(
         type='RandomResize',
@@ -22,7 +22,7 @@ train_pipeline = [
     dict(type='PackMultiTaskInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageAsStored'),
     dict(type='Resize', scale=crop_size, keep_ratio=False),
     dict(type='LoadMultiTaskAnnotations'),
     dict(type='PackMultiTaskInputs'),

@@ -14,7 +14,7 @@ geometric = [
     dict(type='RandomFlip', prob=0.5),
 ]
 sup_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageAsStored'),
     dict(type='LoadMultiTaskAnnotations'),
     *geometric,
     dict(type='PhotoMetricDistortion'),
@@ -24,7 +24,7 @@ sup_pipeline = [
         sup=[dict(type='PackMultiTaskInputs')]),
 ]
 unsup_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageAsStored'),
     dict(type='LoadMultiTaskAnnotations', hidden=True),
     *geometric,
     dict(

@@ -45,7 +45,7 @@ model = dict(
         align_corners=False,
         loss_decode=[
             dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
-            dict(type='DiceLoss', loss_weight=1.0),
+            dict(type='IgnoreIndexDiceLoss', loss_weight=1.0),
         ]),
     cls_head=dict(
         type='mmpretrain.LinearClsHead',

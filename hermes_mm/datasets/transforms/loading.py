@@ -126,10 +126,11 @@ def describe_values(values: np.ndarray) -> str:
 class LoadMultiTaskAnnotations(BaseTransform):
     """Load a binary lesion mask (OR of several files) and the image label.
 
-    Runs after ``LoadImageFromFile``: the mask must match the original
-    image size (``results['ori_shape']``, else ``img_shape``), so in test
-    pipelines it may follow ``Resize`` and metrics stay in original-image
-    pixels, as with MMSeg's ``LoadAnnotations``.
+    Runs after ``LoadImageAsStored`` (or ``LoadImageFromFile``): the mask
+    must match the original image size (``results['ori_shape']``, else
+    ``img_shape``), so in test pipelines it may follow ``Resize`` and
+    metrics stay in original-image pixels, as with MMSeg's
+    ``LoadAnnotations``.
 
     Mask decoding (:func:`decode_mask`): each file of ``seg_map_paths`` is
     read unchanged. One-channel masks are used as they are; 3-channel masks
@@ -230,7 +231,7 @@ class LoadMultiTaskAnnotations(BaseTransform):
             raise KeyError(
                 f'LoadMultiTaskAnnotations needs results["ori_shape"] or '
                 f'["img_shape"] ({results.get("img_path")!r}): put it after '
-                f'LoadImageFromFile.')
+                f'LoadImageAsStored (or LoadImageFromFile).')
         return tuple(shape[:2])
 
     def _orientation_hint(self, results: dict, mask_shape, shape) -> str:

@@ -159,7 +159,7 @@ class HermesVisualizationHook(SegVisualizationHook):
                 title = key
                 if name is None:
                     continue
-            # as LoadImageFromFile reads it (no EXIF rotation, bit depth)
+            # as LoadImageAsStored reads it (no EXIF rotation, bit depth)
             img = decode_image(
                 fileio.get(img_path, backend_args=self.backend_args),
                 channel_order='rgb')

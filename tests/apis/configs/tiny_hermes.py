@@ -35,7 +35,7 @@ geometric = [
     dict(type='RandomFlip', prob=0.5),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageAsStored'),
     dict(type='Resize', scale=size, keep_ratio=False),
     dict(type='LoadMultiTaskAnnotations'),
     dict(type='PackMultiTaskInputs'),
@@ -51,7 +51,7 @@ train_dataloader = dict(
             data_root=data_root,
             subset='labeled',
             pipeline=[
-                dict(type='LoadImageFromFile'),
+                dict(type='LoadImageAsStored'),
                 dict(type='LoadMultiTaskAnnotations'),
                 *geometric,
                 dict(
@@ -65,7 +65,7 @@ train_dataloader = dict(
             data_root=data_root,
             subset='unlabeled',
             pipeline=[
-                dict(type='LoadImageFromFile'),
+                dict(type='LoadImageAsStored'),
                 dict(type='LoadMultiTaskAnnotations', hidden=True),
                 *geometric,
                 dict(

@@ -16,7 +16,7 @@ model = dict(
     cls_head=dict(in_channels=channels[-1]))
 
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageAsStored'),
     dict(type='Resize', scale=size, keep_ratio=False),
     dict(type='LoadMultiTaskAnnotations'),
     dict(type='PackMultiTaskInputs'),
@@ -28,7 +28,7 @@ train_dataloader = dict(
     dataset=dict(
         data_root=data_root,
         pipeline=[
-            dict(type='LoadImageFromFile'),
+            dict(type='LoadImageAsStored'),
             dict(type='LoadMultiTaskAnnotations'),
             dict(type='Resize', scale=size, keep_ratio=False),
             dict(type='PackMultiTaskInputs'),

@@ -219,13 +219,13 @@ STRONG = [
     PACK,
 ]
 LABELLED_PIPELINE = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageAsStored'),
     dict(type='LoadAnnotations'),  # MMSeg's, from `seg_map_path`
     *GEOMETRY,
     dict(type='MultiBranch', branch_field=BRANCHES, sup=[PACK]),
 ]
 UNLABELLED_PIPELINE = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageAsStored'),
     *GEOMETRY,
     dict(type='MultiBranch', branch_field=BRANCHES, unsup_weak=[PACK],
          unsup_strong=STRONG),
@@ -311,7 +311,7 @@ def test_runner_builds_the_semi_supervised_loader_from_config(data_root):
                      source_ratio=[1, 1]),
         dataset=dict(type='ConcatDataset', datasets=[
             dict(unlabelled, pipeline=[
-                dict(type='LoadImageFromFile'), *GEOMETRY,
+                dict(type='LoadImageAsStored'), *GEOMETRY,
                 dict(type='MultiBranch', branch_field=BRANCHES, sup=[PACK])
             ]),
             dict(unlabelled, pipeline=UNLABELLED_PIPELINE),

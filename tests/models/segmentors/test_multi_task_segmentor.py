@@ -333,7 +333,7 @@ def test_runs_in_mmseg_test_loop_with_iou_metric(tmp_path):
     dataset = dict(
         type='BUSIDataset', data_root=root, test_mode=True,
         pipeline=[
-            dict(type='LoadImageFromFile'),
+            dict(type='LoadImageAsStored'),
             dict(type='Resize', scale=(net, net), keep_ratio=False),
             dict(type='LoadMultiTaskAnnotations'),
             dict(type='PackMultiTaskInputs'),

@@ -24,7 +24,7 @@ train_dataloader = dict(
         dict(type='BUSIDataset', data_root='unset', split_file='unset',
              subset='labeled',
              pipeline=[
-                 dict(type='LoadImageFromFile'),
+                 dict(type='LoadImageAsStored'),
                  dict(type='LoadMultiTaskAnnotations'),
                  *geometric,
                  dict(type='PhotoMetricDistortion'),
@@ -35,7 +35,7 @@ train_dataloader = dict(
         dict(type='BUSIDataset', data_root='unset', split_file='unset',
              subset='unlabeled',
              pipeline=[
-                 dict(type='LoadImageFromFile'),
+                 dict(type='LoadImageAsStored'),
                  dict(type='LoadMultiTaskAnnotations', hidden=True),
                  *geometric,
                  dict(type='MultiBranch',

@@ -1,12 +1,12 @@
-"""Tests of the DiceLoss ignore_index fix (hermes_mm.compat.dice_loss):
+"""Tests of IgnoreIndexDiceLoss (MMSeg's DiceLoss with pixel ignore_index):
 ignored pixels leave the loss as if they were cropped away, an all-ignored
 batch gives 0 with a graph, unignored targets keep the upstream value."""
 import pytest
 import torch
 from mmseg.models.losses import DiceLoss
 
-import hermes_mm  # noqa: F401  (applies the patch)
-from hermes_mm.compat import dice_loss as compat_dice
+from hermes_mm.models.losses import IgnoreIndexDiceLoss
+from hermes_mm.registry import MODELS
 
 IGNORE = 255
 
@@ -18,11 +18,12 @@ def _pred_target(seed=0, n=2, c=2, h=6, w=7):
     return pred, target
 
 
-def test_patch_is_installed_and_wraps_the_original():
-    forward = DiceLoss.forward
-    assert getattr(forward, compat_dice._PATCH_FLAG, False)
-    assert callable(forward.__wrapped__)
-    assert not getattr(forward.__wrapped__, compat_dice._PATCH_FLAG, False)
+def test_registered_and_mmseg_dice_left_alone():
+    loss = MODELS.build(dict(type='IgnoreIndexDiceLoss', use_sigmoid=False))
+    assert isinstance(loss, IgnoreIndexDiceLoss)
+    assert isinstance(loss, DiceLoss) and loss.loss_name == 'loss_dice'
+    # MMSeg's own class is not patched
+    assert DiceLoss.forward.__module__ == 'mmseg.models.losses.dice_loss'
 
 
 @pytest.mark.parametrize('naive_dice', [False, True])
@@ -34,17 +35,17 @@ def test_ignored_pixels_equal_the_cropped_loss(naive_dice, num_classes):
     padded = target.clone()
     padded[:, crop_h:] = IGNORE
     padded[:, :, crop_w:] = IGNORE
-    loss = DiceLoss(use_sigmoid=False, naive_dice=naive_dice)
+    loss = IgnoreIndexDiceLoss(use_sigmoid=False, naive_dice=naive_dice)
     got = loss(pred, padded, ignore_index=IGNORE)
     crop_pred = pred[:, :, :crop_h, :crop_w].contiguous()
     crop_target = target[:, :crop_h, :crop_w].contiguous()
     expected = loss(crop_pred, crop_target, ignore_index=IGNORE)
     # cropped targets have no 255: the upstream code path computes them
-    upstream = DiceLoss.forward.__wrapped__(loss, crop_pred, crop_target)
+    upstream = DiceLoss.forward(loss, crop_pred, crop_target)
     assert torch.equal(expected, upstream)
     assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
     # and the unpatched loss on the padded target is the biased one
-    biased = DiceLoss.forward.__wrapped__(loss, pred, padded)
+    biased = DiceLoss.forward(loss, pred, padded)
     assert not torch.allclose(biased, expected, rtol=1e-3)
 
 
@@ -55,7 +56,7 @@ def test_scattered_ignored_pixels_equal_valid_pixels_only():
     g = torch.Generator().manual_seed(2)
     ignore = torch.rand(target.shape, generator=g) < 0.4
     masked = target.masked_fill(ignore, IGNORE)
-    loss = DiceLoss(use_sigmoid=False, eps=1e-3)
+    loss = IgnoreIndexDiceLoss(use_sigmoid=False, eps=1e-3)
     got = loss(pred, masked, ignore_index=IGNORE)
     probs = pred.softmax(dim=1)
     per_image = []
@@ -74,14 +75,15 @@ def test_all_ignored_batch_gives_zero_with_a_graph():
     pred, _ = _pred_target()
     pred.requires_grad_(True)
     target = torch.full((2, 6, 7), IGNORE, dtype=torch.long)
-    loss = DiceLoss(use_sigmoid=False)(pred, target, ignore_index=IGNORE)
+    loss = IgnoreIndexDiceLoss(use_sigmoid=False)(pred, target,
+                                                  ignore_index=IGNORE)
     assert loss.requires_grad
     assert float(loss.detach()) == 0.0 and torch.isfinite(loss)
     loss.backward()
     assert pred.grad is not None and float(pred.grad.abs().sum()) == 0.0
     # upstream MMSeg 1.2.2 scores this batch as 1
-    upstream = DiceLoss.forward.__wrapped__(
-        DiceLoss(use_sigmoid=False), pred.detach(), target)
+    upstream = DiceLoss.forward(
+        IgnoreIndexDiceLoss(use_sigmoid=False), pred.detach(), target)
     assert float(upstream) == pytest.approx(1.0, abs=1e-3)
 
 
@@ -89,7 +91,7 @@ def test_fully_ignored_image_is_left_out_of_the_mean():
     pred, target = _pred_target()
     masked = target.clone()
     masked[1] = IGNORE
-    loss = DiceLoss(use_sigmoid=False)
+    loss = IgnoreIndexDiceLoss(use_sigmoid=False)
     got = loss(pred, masked, ignore_index=IGNORE)
     only_first = loss(pred[:1], target[:1], ignore_index=IGNORE)
     assert torch.allclose(got, only_first, rtol=1e-5)
@@ -105,26 +107,11 @@ def test_fully_ignored_image_is_left_out_of_the_mean():
 ])
 def test_no_ignored_pixel_gives_exactly_the_upstream_value(kwargs):
     pred, target = _pred_target(seed=3)
-    loss = DiceLoss(**kwargs)
+    loss = IgnoreIndexDiceLoss(**kwargs)
     got = loss(pred, target, ignore_index=IGNORE)
-    upstream = DiceLoss.forward.__wrapped__(loss, pred, target, None, None,
+    upstream = DiceLoss.forward(loss, pred, target, None, None,
                                             None, IGNORE)
     assert torch.equal(got, upstream)
-
-
-def test_patch_is_idempotent_and_probe_is_false_when_patched():
-    forward = DiceLoss.forward
-    assert compat_dice.install() is True
-    assert compat_dice.install() is True
-    assert DiceLoss.forward is forward  # not wrapped twice
-    assert compat_dice._probe_is_buggy(DiceLoss) is False
-
-
-def test_probe_detects_the_unpatched_class():
-    class Upstream(DiceLoss):
-        forward = DiceLoss.forward.__wrapped__
-
-    assert compat_dice._probe_is_buggy(Upstream) is True
 
 
 def test_loss_weight_applies_to_the_masked_loss():
@@ -132,7 +119,7 @@ def test_loss_weight_applies_to_the_masked_loss():
     pred, target = _pred_target(seed=4)
     padded = target.clone()
     padded[:, 3:] = IGNORE
-    loss = DiceLoss(use_sigmoid=False, loss_weight=2.0)
+    loss = IgnoreIndexDiceLoss(use_sigmoid=False, loss_weight=2.0)
     got = loss(pred, padded, weight=None, ignore_index=IGNORE)
     expected = loss(pred[:, :, :3].contiguous(), target[:, :3].contiguous(),
                     ignore_index=IGNORE)

@@ -1,11 +1,12 @@
 """Tests of crash-safe checkpoint saving
-(:mod:`hermes_mm.compat.atomic_checkpoint`).
+(hermes_mm/engine/hooks/atomic_checkpoint_hook.py).
 
-A crash is simulated by a ``torch.save`` that writes half of the file and
-then raises a ``BaseException`` (as a kill would stop it mid-write). A real
+A crash is simulated by a write that puts half of the file on disk and then
+raises a ``BaseException`` (as a kill would stop it mid-write). A real
 SIGKILL mid-save is exercised end to end by
 ``tests/reliability/test_kill_resume.py``.
 """
+import errno
 import io
 import os
 
@@ -13,91 +14,68 @@ import pytest
 import torch
 import torch.nn as nn
 from mmengine.evaluator import BaseMetric, Evaluator
-from mmengine.hooks import checkpoint_hook
+from mmengine.fileio import LocalBackend, get_file_backend
+from mmengine.hooks import CheckpointHook
 from mmengine.model import BaseModel
-from mmengine.runner import Runner
-from mmengine.runner import checkpoint as checkpoint_module
-from mmengine.runner import find_latest_checkpoint
-from mmengine.runner import runner as runner_module
+from mmengine.runner import Runner, find_latest_checkpoint
 from torch.utils.data import Dataset
 
-import hermes_mm  # noqa: F401  (applies compat)
-from hermes_mm.compat import atomic_checkpoint
+from hermes_mm.engine.hooks import atomic_checkpoint_hook as ach
+from hermes_mm.engine.hooks.atomic_checkpoint_hook import (
+    ATOMIC_LOCAL_BACKEND, AtomicCheckpointHook, AtomicLocalBackend,
+    CheckpointDiskFullError, atomic_write)
 
 
 class _Crash(BaseException):
     """Stands for the process dying: not an ``Exception``."""
 
 
-def half_save_then_crash(obj, f, *args, **kwargs):
-    buffer = io.BytesIO()
-    torch.serialization.save(obj, buffer)
-    data = buffer.getvalue()
-    f.write(data[:len(data) // 2])
-    f.flush()
-    raise _Crash()
+def half_write_then_crash(data):
+    """A ``write`` for :func:`atomic_write` that dies half-way."""
+
+    def write(f):
+        f.write(data[:len(data) // 2])
+        f.flush()
+        raise _Crash()
+
+    return write
 
 
-def test_install_patches_every_entry_point():
-    patched = checkpoint_module.save_checkpoint
-    assert getattr(patched, atomic_checkpoint._PATCH_FLAG)
-    import mmengine.runner
-    assert runner_module.save_checkpoint is patched
-    assert mmengine.runner.save_checkpoint is patched
-    assert checkpoint_hook.open is atomic_checkpoint._last_checkpoint_open
-    for name in atomic_checkpoint.REMOVING_SAVERS:
-        assert getattr(getattr(checkpoint_hook.CheckpointHook, name),
-                       atomic_checkpoint._PATCH_FLAG)
-    assert atomic_checkpoint.install()  # idempotent
-    assert checkpoint_module.save_checkpoint is patched
+def test_backend_is_registered_and_selected_by_the_hook(tmp_path):
+    backend = get_file_backend(
+        str(tmp_path), backend_args=dict(backend=ATOMIC_LOCAL_BACKEND))
+    assert isinstance(backend, AtomicLocalBackend)
+    assert isinstance(backend, LocalBackend)
+    # a plain path still gets MMEngine's own backend
+    assert type(get_file_backend(str(tmp_path))) is LocalBackend
 
 
-def test_crash_mid_write_keeps_old_file(tmp_path, monkeypatch):
+def test_crash_mid_write_keeps_old_file(tmp_path):
     path = str(tmp_path / 'iter_2.pth')
-    checkpoint_module.save_checkpoint({'w': torch.arange(3.)}, path)
-    old = open(path, 'rb').read()
-    monkeypatch.setattr(torch, 'save', half_save_then_crash)
+    backend = AtomicLocalBackend()
+    backend.put(b'old checkpoint', path)
     with pytest.raises(_Crash):
-        checkpoint_module.save_checkpoint({'w': torch.zeros(1000)}, path)
+        atomic_write(path, half_write_then_crash(b'x' * 1000))
     # the final name still holds the complete old file; no temp is left
-    assert open(path, 'rb').read() == old
+    assert open(path, 'rb').read() == b'old checkpoint'
     assert os.listdir(tmp_path) == ['iter_2.pth']
     new = str(tmp_path / 'iter_4.pth')
     with pytest.raises(_Crash):
-        checkpoint_module.save_checkpoint({'w': torch.zeros(1000)}, new)
+        atomic_write(new, half_write_then_crash(b'x' * 1000))
     assert not os.path.exists(new)
-    monkeypatch.undo()
-    loaded = torch.load(path, weights_only=True)
-    torch.testing.assert_close(loaded['w'], torch.arange(3.))
-
-
-def test_only_local_paths_are_redirected(tmp_path):
-    calls = []
-    wrapped = atomic_checkpoint.atomic_save_checkpoint(
-        lambda *args: calls.append(args[1]))
-    wrapped({}, 's3://bucket/iter_2.pth')
-    wrapped({}, 'work/iter_2.pth', None, dict(backend='petrel'))
-    assert calls == ['s3://bucket/iter_2.pth', 'work/iter_2.pth']
-    wrapped({'a': 1}, str(tmp_path / 'sub' / 'iter_2.pth'))
-    assert len(calls) == 2
-    assert torch.load(tmp_path / 'sub' / 'iter_2.pth') == {'a': 1}
+    backend.put(b'new', str(tmp_path / 'sub' / 'iter_6.pth'))  # makes dirs
+    assert (tmp_path / 'sub' / 'iter_6.pth').read_bytes() == b'new'
 
 
 def test_last_checkpoint_write_is_atomic(tmp_path):
     path = tmp_path / 'last_checkpoint'
     path.write_text('work/iter_2.pth')
-    with pytest.raises(RuntimeError):
-        with checkpoint_hook.open(str(path), 'w') as f:
-            f.write('work/iter_')
-            raise RuntimeError('killed while writing')
+    with pytest.raises(_Crash):
+        atomic_write(str(path), half_write_then_crash(b'work/iter_4.pth'))
     assert path.read_text() == 'work/iter_2.pth'
-    with checkpoint_hook.open(str(path), 'w') as f:
-        f.write('work/iter_4.pth')
+    AtomicLocalBackend().put_text('work/iter_4.pth', str(path))
     assert path.read_text() == 'work/iter_4.pth'
     assert sorted(os.listdir(tmp_path)) == ['last_checkpoint']
-    # any other file goes to the builtin open
-    with checkpoint_hook.open(str(tmp_path / 'other'), 'w') as f:
-        assert isinstance(f, io.TextIOWrapper)
 
 
 class _ToyDataset(Dataset):
@@ -119,21 +97,23 @@ class _ToyModel(BaseModel):
         return dict(loss=self.linear(torch.stack(inputs)).pow(2).mean())
 
 
-def train_until_crash(runner, monkeypatch, record, crash_now):
-    """Train ``runner`` with ``torch.save`` noting ``record(obj, f)`` for
-    every save and dying half-way through the first one for which
-    ``crash_now(records so far)``; returns the records and the ``.pth``
-    files left in the work dir."""
-    real_save = torch.save
+def train_until_crash(runner, monkeypatch, crash_now):
+    """Train ``runner``, noting the name of every ``.pth`` file the atomic
+    backend writes and dying half-way through the first one for which
+    ``crash_now(names so far)``; returns the names and the ``.pth`` files
+    left in the work dir."""
+    real_put = AtomicLocalBackend.put
     saves = []
 
-    def save(obj, f, *args, **kwargs):
-        saves.append(record(obj, f))
-        if crash_now(saves):
-            half_save_then_crash(obj, f)
-        real_save(obj, f, *args, **kwargs)
+    def put(self, obj, filepath):
+        name = os.path.basename(str(filepath))
+        if name.endswith('.pth'):
+            saves.append(name)
+            if crash_now(saves):
+                atomic_write(str(filepath), half_write_then_crash(obj))
+        real_put(self, obj, filepath)
 
-    monkeypatch.setattr(torch, 'save', save)
+    monkeypatch.setattr(AtomicLocalBackend, 'put', put)
     with pytest.raises(_Crash):
         runner.train()
     monkeypatch.undo()
@@ -157,14 +137,13 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
         train_cfg=dict(by_epoch=False, max_iters=4),
         default_hooks=dict(
             checkpoint=dict(
-                type='CheckpointHook', interval=2, by_epoch=False,
+                type='AtomicCheckpointHook', interval=2, by_epoch=False,
                 max_keep_ckpts=1)),
-        default_scope='mmengine',
+        default_scope='mmseg',  # hermes_mm registers into mmseg
         experiment_name='atomic_checkpoint_crash')
-    saves, names = train_until_crash(
-        runner, monkeypatch, lambda obj, f: obj['meta']['iter'],
-        lambda saves: len(saves) == 2)
-    assert saves == [2, 4]
+    saves, names = train_until_crash(runner, monkeypatch,
+                                     lambda saves: len(saves) == 2)
+    assert saves == ['iter_2.pth', 'iter_4.pth']
     assert names == ['iter_2.pth']
     latest = find_latest_checkpoint(str(tmp_path))
     assert latest == str(tmp_path / 'iter_2.pth')
@@ -213,9 +192,9 @@ def _best_runner(work_dir, max_iters, name, **checkpoint):
         train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=2),
         default_hooks=dict(
             checkpoint=dict(
-                type='CheckpointHook', by_epoch=False, save_best='score',
-                rule='greater', **checkpoint)),
-        default_scope='mmengine',
+                type='AtomicCheckpointHook', by_epoch=False,
+                save_best='score', rule='greater', **checkpoint)),
+        default_scope='mmseg',
         experiment_name=name)
 
 
@@ -226,9 +205,8 @@ def test_crash_during_best_save_keeps_previous_best(tmp_path, monkeypatch):
                           interval=100, save_last=False)
     saves, names = train_until_crash(
         runner, monkeypatch,
-        lambda obj, f: os.path.basename(getattr(f, 'name', '')),
-        lambda saves: '.best_score_iter_4.pth.' in saves[-1])
-    assert any('.best_score_iter_2.pth.' in n for n in saves)
+        lambda saves: saves[-1] == 'best_score_iter_4.pth')
+    assert 'best_score_iter_2.pth' in saves
     assert names == ['best_score_iter_2.pth']
     best = torch.load(tmp_path / names[0], weights_only=True)
     assert best['meta']['iter'] == 2
@@ -242,11 +220,38 @@ def test_best_save_still_removes_the_previous_best(tmp_path):
     assert names == ['best_score_iter_6.pth', 'iter_6.pth']
 
 
+def test_config_selects_the_atomic_hook(tmp_path):
+    """``type='AtomicCheckpointHook'`` builds it and it writes through the
+    atomic backend; a plain ``CheckpointHook`` is MMEngine's own."""
+    hook = CheckpointHook(interval=1)
+    assert not isinstance(hook, AtomicCheckpointHook)
+    runner = Runner(
+        model=_ToyModel(), work_dir=str(tmp_path),
+        train_dataloader=dict(dataset=_ToyDataset(),
+                              sampler=dict(type='DefaultSampler'),
+                              batch_size=2, num_workers=0),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        train_cfg=dict(by_epoch=False, max_iters=1),
+        default_hooks=dict(checkpoint=dict(type='AtomicCheckpointHook',
+                                           interval=1, by_epoch=False)),
+        default_scope='mmseg',
+        experiment_name='atomic_checkpoint_selected')
+    runner.train()
+    hook = next(h for h in runner.hooks
+                if isinstance(h, AtomicCheckpointHook))
+    assert hook.atomic and isinstance(hook.file_backend, AtomicLocalBackend)
+    assert (tmp_path / 'last_checkpoint').read_text() == str(
+        tmp_path / 'iter_1.pth')
+    # explicit backend_args (e.g. petrel) keep MMEngine's backend
+    other = AtomicCheckpointHook(backend_args=dict(backend='local'))
+    other.before_train(runner)
+    assert not other.atomic
+
+
 def save_until_disk_full(obj, f, *args, **kwargs):
     """``torch.save`` into a file whose disk fills up after 100 bytes:
     torch reports it as ``inline_container.cc ... unexpected pos``, the
     ENOSPC ``OSError`` only in the exception's context."""
-    import errno
 
     class FullDisk(io.RawIOBase):
         written = 0
@@ -264,26 +269,35 @@ def save_until_disk_full(obj, f, *args, **kwargs):
     torch.serialization.save(obj, FullDisk())
 
 
-def test_disk_full_names_checkpoint_and_free_space(tmp_path, monkeypatch):
+def test_disk_full_names_checkpoint_and_free_space(tmp_path):
     path = str(tmp_path / 'iter_4.pth')
-    checkpoint_module.save_checkpoint({'w': torch.arange(3.)}, path)
-    old = open(path, 'rb').read()
-    monkeypatch.setattr(torch, 'save', save_until_disk_full)
-    with pytest.raises(atomic_checkpoint.CheckpointDiskFullError) as err:
-        checkpoint_module.save_checkpoint({'w': torch.zeros(1000)}, path)
+    AtomicLocalBackend().put(b'old', path)
+    with pytest.raises(CheckpointDiskFullError) as err:
+        atomic_write(path, lambda f: save_until_disk_full(
+            {'w': torch.zeros(1000)}, f))
     msg = str(err.value)
     assert 'No space left on device while saving checkpoint' in msg
     assert repr(path) in msg and 'free of' in msg
     assert 'previous checkpoints and last_checkpoint are intact' in msg
     assert err.value.errno == 28 and err.value.filename == path
     assert 'unexpected pos' in str(err.value.__cause__)  # torch's message
-    assert open(path, 'rb').read() == old
+    assert open(path, 'rb').read() == b'old'
     assert os.listdir(tmp_path) == ['iter_4.pth']  # no partial .tmp left
 
 
-def test_other_save_errors_pass_through(tmp_path, monkeypatch):
-    def broken(*args, **kwargs):
+def test_disk_full_in_a_plain_write(tmp_path):
+    def full(f):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    with pytest.raises(CheckpointDiskFullError):
+        atomic_write(str(tmp_path / 'iter_2.pth'), full)
+    assert os.listdir(tmp_path) == []
+
+
+def test_other_save_errors_pass_through(tmp_path):
+    def broken(f):
         raise RuntimeError('something else')
-    monkeypatch.setattr(torch, 'save', broken)
+
     with pytest.raises(RuntimeError, match='something else'):
-        checkpoint_module.save_checkpoint({}, str(tmp_path / 'a.pth'))
+        atomic_write(str(tmp_path / 'a.pth'), broken)
+    assert ach.TMP_SUFFIX == '.tmp' and os.listdir(tmp_path) == []
