@@ -17,7 +17,7 @@ thread in ``~AsyncAllgatherWork`` -> ``gil_scoped_acquire`` ->
 
 ``destroy_process_group`` does not prevent it (the worker threads outlive
 it while DDP still references the group), nor does a barrier first: in
-2-rank torchrun runs of the worker of ``benchmarks/gloo_teardown_stress.py``
+2-rank torchrun runs of the worker of ``research/gloo_teardown_stress.py``
 (4 DDP steps, each with ``all_gather_object``; rank 0 0.5 s late), on a
 loaded 2-core machine, 7/40 runs aborted with ``destroy_process_group``
 only, 2/40 with a barrier before it, 1/30 with the model deleted and

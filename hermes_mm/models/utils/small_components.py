@@ -8,7 +8,7 @@ image then scores Dice 0. With ``test_cfg=dict(min_lesion_area=A)`` a
 connected foreground component of ``pred_sem_seg`` covering less than the
 fraction ``A`` of the image to background (``seg_logits`` are kept as
 predicted). Choose ``A`` from data the model was trained on, e.g. the
-smallest lesion of the labelled images (``benchmarks/small_components.py``
+smallest lesion of the labelled images (``research/small_components.py``
 does that), never from the test set.
 """
 import numpy as np

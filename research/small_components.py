@@ -23,7 +23,7 @@ the classifier the class within; :func:`hermes_mm.models.utils
 Checkpoints are not changed; each run's filtered metrics are kept in
 ``RUN/heldout_small_components.json`` (reused unless ``--force``)::
 
-    python benchmarks/small_components.py --iters 2400 --ratios 0.125 \\
+    python research/small_components.py --iters 2400 --ratios 0.125 \\
         --seeds 0 1 2 3 4 5 6 7 --variants supervised hermes \\
         --out-dir benchmarks/runs/q2400
 """
@@ -35,7 +35,9 @@ import sys
 import time
 from typing import Any, Dict
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+# the benchmark helpers (_common, quality) live in benchmarks/
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                            'benchmarks'))
 import quality  # noqa: E402  (its runs, tables and paired differences)
 from _common import environment, read_json, write_json  # noqa: E402
 

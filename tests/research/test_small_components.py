@@ -1,4 +1,4 @@
-"""benchmarks/small_components.py: which test_cfg keys it sets, and a
+"""research/small_components.py: which test_cfg keys it sets, and a
 clear error before quality.py has produced the runs. (The re-test itself
 is tools/test.py with test_cfg.min_lesion_area / lesion_classes, covered
 by tests/models/segmentors/test_multi_task_segmentor.py.)"""
@@ -8,7 +8,7 @@ from mmengine.config import Config
 
 @pytest.fixture(scope='module')
 def bench(load_script):
-    return load_script('benchmarks/small_components.py')
+    return load_script('research/small_components.py')
 
 
 def test_test_options_target_the_predicting_segmentor(bench, tmp_path):

@@ -31,7 +31,7 @@ Thresholds are the checkpoint's (HermesSegmentor's adaptive state) unless
 ``--tau-pixel`` / ``--tau-image`` are given. Writes a JSON record and prints
 a table::
 
-    python benchmarks/false_lesions.py CONFIG CHECKPOINT \\
+    python research/false_lesions.py CONFIG CHECKPOINT \\
         [--num 400 --generator-seed 2000] [--out FILE.json] \\
         [--cfg-options test_dataloader.dataset.data_root=...]
 """
@@ -44,7 +44,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from mmengine.config import DictAction
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+# the benchmark helpers (_common, quality) live in benchmarks/
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                            'benchmarks'))
 from _common import (REPO_ROOT, environment, synthetic_test_set,  # noqa: E402
                      table, write_json)
 

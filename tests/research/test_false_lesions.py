@@ -1,4 +1,4 @@
-"""benchmarks/false_lesions.py: the summary arithmetic on hand-made rows,
+"""research/false_lesions.py: the summary arithmetic on hand-made rows,
 and one end-to-end run of a tiny seeded Hermes checkpoint on a freshly
 generated dev set (thresholds from the model, JSON written)."""
 import json
@@ -18,7 +18,7 @@ TINY_HERMES = osp.join(REPO, 'tests', 'apis', 'configs', 'tiny_hermes.py')
 
 @pytest.fixture(scope='module')
 def bench(load_script):
-    return load_script('benchmarks/false_lesions.py')
+    return load_script('research/false_lesions.py')
 
 
 def row(has_lesion, predicts, argmax_free, p_free, reliable, fused,

@@ -16,7 +16,7 @@ t-test p (``quality.paired_test``), Wilcoxon signed-rank p
 (``scipy.stats.wilcoxon``, zero differences dropped) and how many seeds
 are higher / tied / lower::
 
-    python benchmarks/seed_pairs.py --iters 2400 --val-points 4 \\
+    python research/seed_pairs.py --iters 2400 --val-points 4 \\
         --ratios 0.125 --seeds 0 1 2 3 4 5 6 7 --variants supervised hermes \\
         --out-dir benchmarks/runs/q2400 \\
         --extra heldout_small_components_x0.5_mask_decides \\
@@ -31,7 +31,9 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+# the benchmark helpers (_common, quality) live in benchmarks/
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                            'benchmarks'))
 import quality  # noqa: E402  (run folders, metric keys, the reference)
 from _common import environment, read_json, table, write_json  # noqa: E402
 

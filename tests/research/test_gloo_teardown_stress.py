@@ -1,10 +1,10 @@
-"""benchmarks/gloo_teardown_stress.py: one real 2-rank torchrun run that
+"""research/gloo_teardown_stress.py: one real 2-rank torchrun run that
 ends like tools/train.py (end_distributed_worker), recorded in the JSON."""
 import json
 
 
 def test_one_run_per_ending_is_recorded(load_script, tmp_path):
-    bench = load_script('benchmarks/gloo_teardown_stress.py')
+    bench = load_script('research/gloo_teardown_stress.py')
     out = tmp_path / 'results.json'
     result = bench.main([
         '--runs', '1', '--endings', 'end_worker', '--steps', '2', '--late',

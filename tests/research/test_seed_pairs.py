@@ -1,4 +1,4 @@
-"""benchmarks/seed_pairs.py on hand-made quality run folders: per-seed
+"""research/seed_pairs.py on hand-made quality run folders: per-seed
 values, paired statistics against scipy, --extra test sets, merging a
 previous JSON when a run folder is gone, and a conflicting seed."""
 import json
@@ -15,7 +15,7 @@ ACC = {  # seed -> (supervised, hermes) accuracy on the held-out set
 
 @pytest.fixture(scope='module')
 def bench(load_script):
-    return load_script('benchmarks/seed_pairs.py')
+    return load_script('research/seed_pairs.py')
 
 
 def write_run(root, variant, seed, acc, extra=None):

@@ -19,7 +19,7 @@ runs whose output has gloo's "terminate called without an active
 exception". Endings are interleaved run by run, so they share the
 machine's load. The abort is a race, more likely on a loaded machine.
 
-    python benchmarks/gloo_teardown_stress.py --runs 40
+    python research/gloo_teardown_stress.py --runs 40
 """
 import argparse
 import os
@@ -35,7 +35,9 @@ import torch.distributed as torch_dist
 
 from hermes_mm.apis import end_distributed_worker, shutdown_distributed
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+# the benchmark helpers (_common) live in benchmarks/
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                            'benchmarks'))
 from _common import REPO_ROOT, environment, table, write_json  # noqa: E402
 
 ABORT_TEXT = 'terminate called without an active exception'
