@@ -326,7 +326,11 @@ def pixel_contrast_loss(feats: Tensor,
 class PixelContrastLoss(nn.Module):
     """Pixel-level dual-threshold contrastive loss with EMA class prototypes.
 
-    Wraps :func:`pixel_contrast_loss`. The prototypes (K, D) and their
+    Computes :func:`pixel_contrast_loss` on a bounded sample of pixels, the
+    way training runs it: :meth:`sample` chooses anchors and negatives from
+    labels and masks alone, then :meth:`forward_sampled` (also ``forward``)
+    takes the embeddings of those pixels only (nothing of size N x D is
+    built). The prototypes (K, D) and their
     ``proto_valid`` flags are registered buffers (saved in checkpoints),
     updated by :meth:`update_prototypes` as an EMA of the per-class mean of
     reliable pixel embeddings. ``steps_without_pairs`` (a buffer) counts
@@ -395,34 +399,6 @@ class PixelContrastLoss(nn.Module):
         """Name of the loss item in the loss dict."""
         return self._loss_name
 
-    def forward(self,
-                feats: Tensor,
-                labels: Tensor,
-                anchor_mask: Tensor,
-                negative_classes: Tensor,
-                generator: Optional[torch.Generator] = None) -> Tensor:
-        """Weighted loss with the current prototypes.
-
-        Args:
-            feats (Tensor): (N, D) pixel embeddings (the sampled rows are
-                L2-normalised here).
-            labels (LongTensor): (N,) true or pseudo labels.
-            anchor_mask (BoolTensor): (N,) labelled or reliable pixels.
-            negative_classes (BoolTensor): (N, K) see
-                :func:`pixel_contrast_loss`.
-            generator (torch.Generator, optional): Random source of the
-                sampling.
-
-        Returns:
-            Tensor: Scalar weighted loss.
-        """
-        self._check_classes(negative_classes)
-        total, count = _pixel_contrast_terms(
-            feats, labels, anchor_mask, negative_classes, self.prototypes,
-            self.proto_valid, self.num_anchors_per_class, self.num_negatives,
-            self.temperature, generator)
-        return self._finish(total, count)
-
     def _check_classes(self, negative_classes: Tensor) -> None:
         if negative_classes.shape[-1] != self.num_classes:
             raise ValueError(f'negative_classes must have {self.num_classes}'
@@ -468,6 +444,12 @@ class PixelContrastLoss(nn.Module):
             F.normalize(feats, dim=1), sample, self.prototypes,
             self.proto_valid, self.temperature)
         return self._finish(total, count)
+
+    def forward(self, feats: Tensor, sample: PixelSample) -> Tensor:
+        """Same as :meth:`forward_sampled`: the module's one loss path.
+        Choose the pixels with :meth:`sample` first; the full (N, D)
+        computation is the functional :func:`pixel_contrast_loss`."""
+        return self.forward_sampled(feats, sample)
 
     @torch.no_grad()
     def update_prototypes(self, feats: Tensor, labels: Tensor,

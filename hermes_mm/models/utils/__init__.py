@@ -1,7 +1,6 @@
 from .batch_norm_stats import frozen_bn_running_stats
 from .cutmix import cutmix_batch, sample_box
-from .dual_threshold import (Zones, binary_probs, dual_threshold_zones,
-                             zone_ratios)
+from .dual_threshold import Zones, dual_threshold_zones
 from .finite_losses import (FiniteLossesMixin, NonFiniteLossError,
                             non_finite_terms)
 from .foreach_ema import ForeachExponentialMovingAverage
@@ -13,11 +12,11 @@ from .small_components import (check_min_area, remove_small_components,
 __all__ = [
     'FiniteLossesMixin', 'ForeachExponentialMovingAverage',
     'NonFiniteLossError', 'RAMP_SHAPES', 'RampSchedule',
-    'Zones', 'binary_probs', 'check_lesion_classes', 'check_min_area',
+    'Zones', 'check_lesion_classes', 'check_min_area',
     'cutmix_batch',
     'dual_threshold_zones', 'frozen_bn_running_stats',
     'mask_decides_lesion',
     'non_finite_terms',
     'remove_small_components',
-    'sample_box', 'test_cfg_key', 'zone_ratios'
+    'sample_box', 'test_cfg_key'
 ]

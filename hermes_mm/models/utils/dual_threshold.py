@@ -18,14 +18,14 @@ https://arxiv.org/abs/2205.07246). This module only selects; deciding *when*
 and *which* thresholds is the pseudo-label hook's job, and the losses only
 consume the :class:`Zones`.
 
-Binary (lesion / background) pixels are handled by flattening the lesion
-probability ``p`` into ``(N, 2)`` probabilities ``[1 - p, p]``
-(:func:`binary_probs`). For two classes the confidence ``max(p, 1 - p)`` is
+Binary (lesion / background) pixels are handled by flattening the
+two-class probabilities into ``(N, 2)`` rows ``[1 - p, p]``. For two
+classes the confidence ``max(p, 1 - p)`` is
 always ``>= 0.5``, so only thresholds in ``[0.5, 1]`` separate anything:
 ``tau_low <= 0.5`` makes the unreliable zone empty.
 """
 from dataclasses import dataclass
-from typing import Dict, Optional, Union
+from typing import Union
 
 import torch
 from torch import Tensor
@@ -101,7 +101,7 @@ def dual_threshold_zones(probs: Tensor, tau_low: Threshold,
 
     Args:
         probs (Tensor): (N, K) class probabilities (rows sum to 1), K >= 2.
-            For pixels, flatten first (see :func:`binary_probs`).
+            For pixels, flatten first to (B*H*W, K).
         tau_low (float | Tensor): Lower threshold, a float or (K,) per class.
         tau_high (float | Tensor): Upper threshold, a float or (K,) per
             class. Requires ``0 <= tau_low <= tau_high <= 1`` per class;
@@ -140,43 +140,3 @@ def dual_threshold_zones(probs: Tensor, tau_low: Threshold,
         ambiguous=ambiguous,
         unreliable=unreliable,
         negative_classes=negative_classes)
-
-
-def binary_probs(lesion_prob: Tensor) -> Tensor:
-    """Flatten a lesion probability map of any shape (e.g. (B, h, w)) into
-    (N, 2) background / lesion probabilities ``[1 - p, p]``, row-major, so
-    zone masks reshape back with ``mask.view(lesion_prob.shape)``."""
-    p = lesion_prob.reshape(-1)
-    return torch.stack([1 - p, p], dim=1)
-
-
-def zone_ratios(zones: Zones,
-                valid: Optional[Tensor] = None) -> Dict[str, float]:
-    """Fraction of (valid) samples in each zone, for logging.
-
-    Args:
-        zones (Zones): Output of :func:`dual_threshold_zones`.
-        valid (BoolTensor, optional): (N,) samples to count (e.g. pixels
-            that are not padding). None counts all.
-
-    Returns:
-        dict[str, float]: ``reliable``, ``ambiguous``, ``unreliable``; they
-        sum to 1, or are all 0.0 when no sample is valid.
-    """
-    masks = dict(
-        reliable=zones.reliable,
-        ambiguous=zones.ambiguous,
-        unreliable=zones.unreliable)
-    if valid is None:
-        valid = torch.ones_like(zones.reliable)
-    elif valid.shape != zones.reliable.shape:
-        raise ValueError(f'valid must have shape {tuple(zones.reliable.shape)}'
-                         f', got {tuple(valid.shape)}')
-    valid = valid.bool()
-    total = int(valid.sum())
-    if total == 0:
-        return {name: 0.0 for name in masks}
-    return {
-        name: float((mask & valid).sum()) / total
-        for name, mask in masks.items()
-    }

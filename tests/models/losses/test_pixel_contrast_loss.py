@@ -9,14 +9,20 @@ import torch.nn.functional as F
 from hermes_mm.models.losses.pixel_contrast_loss import (PixelContrastLoss,
                                                          pixel_contrast_loss,
                                                          sample_pixel_contrast)
-from hermes_mm.models.utils.dual_threshold import (binary_probs,
-                                                   dual_threshold_zones)
+from hermes_mm.models.utils.dual_threshold import dual_threshold_zones
 from hermes_mm.registry import MODELS
 
 # The package re-exports a function of the same name: import the module.
 mod = importlib.import_module('hermes_mm.models.losses.pixel_contrast_loss')
 
 T = 0.5
+
+
+def module_loss(loss_mod, feats, labels, anchors, neg, generator=None):
+    """The module's loss as training computes it: sample, then the loss on
+    the sampled rows."""
+    sample = loss_mod.sample(labels, anchors, neg, generator)
+    return loss_mod(feats[sample.index], sample)
 
 
 def _toy():
@@ -60,7 +66,8 @@ def test_hard_negatives_first():
 def test_binary_not_degenerate_and_gradients_reach_feats():
     torch.manual_seed(0)
     lesion_prob = torch.rand(2, 8, 8)
-    zones = dual_threshold_zones(binary_probs(lesion_prob), 0.6, 0.85)
+    p = lesion_prob.reshape(-1)
+    zones = dual_threshold_zones(torch.stack([1 - p, p], dim=1), 0.6, 0.85)
     assert zones.ambiguous.any() and zones.reliable.any()
     feats = torch.randn(128, 4, requires_grad=True)
     loss = pixel_contrast_loss(
@@ -166,7 +173,8 @@ def test_module_prototypes_ema_state_dict_and_counter(tmp_path):
     feats, labels, anchors, neg, protos = _toy()
     # one class only and no prototypes: nothing to contrast
     only_bg = torch.tensor([True, False, False])
-    loss = loss_mod(feats, labels, only_bg, torch.zeros_like(neg))
+    loss = module_loss(loss_mod, feats, labels, only_bg,
+                       torch.zeros_like(neg))
     assert loss.item() == 0.0 and int(loss_mod.steps_without_pairs) == 1
 
     # first update: the normalised class means; lesion is never seen
@@ -188,13 +196,15 @@ def test_module_prototypes_ema_state_dict_and_counter(tmp_path):
     assert loss_mod.proto_valid.tolist() == [True, True]
 
     # with both prototypes, even the one-class batch has a negative
-    loss = loss_mod(feats, labels, only_bg, torch.zeros_like(neg))
+    loss = module_loss(loss_mod, feats, labels, only_bg,
+                       torch.zeros_like(neg))
     assert loss.item() > 0 and int(loss_mod.steps_without_pairs) == 0
 
     loss_mod.prototypes.copy_(protos)
     expected = pixel_contrast_loss(feats, labels, anchors, neg, protos,
                                    loss_mod.proto_valid, 8, 8, T)
-    assert loss_mod(feats, labels, anchors, neg).item() == pytest.approx(
+    assert module_loss(loss_mod, feats, labels, anchors,
+                       neg).item() == pytest.approx(
         3.0 * expected.item(), abs=1e-6)
 
     path = tmp_path / 'protos.pth'
@@ -205,8 +215,8 @@ def test_module_prototypes_ema_state_dict_and_counter(tmp_path):
     fresh.load_state_dict(torch.load(path, weights_only=True))
     for name, buf in loss_mod.state_dict().items():
         assert torch.equal(buf, fresh.state_dict()[name]), name
-    assert torch.equal(fresh(feats, labels, anchors, neg),
-                       loss_mod(feats, labels, anchors, neg))
+    assert torch.equal(module_loss(fresh, feats, labels, anchors, neg),
+                       module_loss(loss_mod, feats, labels, anchors, neg))
 
 
 def test_prototype_ema_weights_the_old_prototype_by_momentum():
@@ -260,7 +270,8 @@ def test_module_validation(kwargs, msg):
 
 def test_sample_first_path_equals_full_path():
     """Sampling from labels/masks, then gathering and projecting only the
-    sampled rows, gives the loss of the full (N, D) path."""
+    sampled rows (the module, as training runs it), gives the loss of the
+    full (N, D) functional path."""
     torch.manual_seed(0)
     n, dim = 400, 8
     feats = torch.randn(n, dim)
@@ -268,19 +279,20 @@ def test_sample_first_path_equals_full_path():
     anchors = torch.rand(n) < 0.5
     negatives = torch.zeros(n, 2, dtype=torch.bool)
     negatives[~anchors, 0] = torch.rand(int((~anchors).sum())) < 0.5
-    loss_a = PixelContrastLoss(
+    loss_mod = PixelContrastLoss(
         feat_dim=dim, num_anchors_per_class=16, num_negatives=32)
-    loss_b = PixelContrastLoss(
-        feat_dim=dim, num_anchors_per_class=16, num_negatives=32)
-    full = loss_a(feats, labels, anchors, negatives,
-                  generator=torch.Generator().manual_seed(5))
-    sample = mod.sample_pixels(labels, anchors, negatives, 16, 32,
-                               torch.Generator().manual_seed(5))
+    full = pixel_contrast_loss(feats, labels, anchors, negatives,
+                               loss_mod.prototypes, loss_mod.proto_valid,
+                               16, 32, loss_mod.temperature,
+                               generator=torch.Generator().manual_seed(5))
+    sample = loss_mod.sample(labels, anchors, negatives,
+                             torch.Generator().manual_seed(5))
     # bounded: at most K * (anchors + negatives) pixels are ever gathered
     assert sample.index.numel() <= 2 * (16 + 32)
     assert torch.equal(sample.labels, labels[sample.index])
-    sampled = loss_b.forward_sampled(feats[sample.index], sample)
+    sampled = loss_mod.forward_sampled(feats[sample.index], sample)
     torch.testing.assert_close(full, sampled)
+    torch.testing.assert_close(loss_mod(feats[sample.index], sample), full)
     assert full > 0
 
 

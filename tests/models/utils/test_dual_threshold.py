@@ -2,9 +2,8 @@
 import pytest
 import torch
 
-from hermes_mm.models.utils.dual_threshold import (Zones, binary_probs,
-                                                   dual_threshold_zones,
-                                                   zone_ratios)
+from hermes_mm.models.utils.dual_threshold import (Zones,
+                                                   dual_threshold_zones)
 
 
 def _three_class_probs():
@@ -73,7 +72,8 @@ def test_negative_classes_closed_form_and_predicted_class_excluded():
 
 def test_binary_pixels():
     lesion = torch.tensor([[[0.99, 0.80], [0.55, 0.02]]])  # (1, 2, 2)
-    probs = binary_probs(lesion)
+    p = lesion.reshape(-1)
+    probs = torch.stack([1 - p, p], dim=1)  # background, lesion
     assert probs.shape == (4, 2)
     assert torch.allclose(probs.sum(1), torch.ones(4))
     z = dual_threshold_zones(probs, tau_low=0.7, tau_high=0.95)
@@ -95,19 +95,6 @@ def test_equal_thresholds_give_no_ambiguous():
     assert not z.ambiguous.any()
     assert z.reliable.tolist() == [True, True, False, True]
     _assert_partition(z)
-
-
-def test_zone_ratios():
-    z = dual_threshold_zones(_three_class_probs(), 0.5, 0.8)
-    assert zone_ratios(z) == dict(reliable=0.25, ambiguous=0.5,
-                                  unreliable=0.25)
-    valid = torch.tensor([True, True, False, False])
-    assert zone_ratios(z, valid) == dict(reliable=0.5, ambiguous=0.5,
-                                         unreliable=0.0)
-    none = zone_ratios(z, torch.zeros(4, dtype=torch.bool))
-    assert none == dict(reliable=0.0, ambiguous=0.0, unreliable=0.0)
-    with pytest.raises(ValueError, match='valid must have shape'):
-        zone_ratios(z, torch.ones(3, dtype=torch.bool))
 
 
 @pytest.mark.parametrize('low,high,msg', [
