@@ -878,6 +878,10 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
             self, teacher: Dict[str, object]) -> Dict[str, Tensor]:
         """Zone ratios (logged) and pseudo-label quality counts.
 
+        ``zone.<task>.<zone>``: share of the valid pixels (in the image) or
+        of the usable (unmixed) images in each zone; ``zone.cls.usable``:
+        share of the unlabelled images that are usable at all.
+
         The counts are kept in ``pseudo_label_stats`` for the hook (which
         logs ``pl.<name>`` as a ratio over a window), when the unlabelled
         set has hidden annotations: ``name -> (numerator, denominator)``
@@ -902,6 +906,9 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
             for zone in ('reliable', 'ambiguous', 'unreliable'):
                 stats[f'zone.{task}.{zone}'] = (getattr(zones, zone)
                                                 & valid).sum() / total
+        # zone.cls.* count unmixed images only: how many unlabelled images
+        # had any image-level signal at all (CutMix removes it).
+        stats['zone.cls.usable'] = usable.float().mean()
         counts = dict()  # name -> (numerator, denominator) masks
         if 'hidden_masks' in teacher:
             hidden = teacher['hidden_masks'].flatten()

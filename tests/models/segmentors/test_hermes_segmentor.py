@@ -391,10 +391,12 @@ def test_pseudo_label_selection_wiring(model, monkeypatch, cutmix_prob):
         ce = F.cross_entropy(logits[:1], torch.tensor([0])) / B_U
         assert torch.allclose(losses['unsup.cls.loss_cls'], ce, atol=1e-6)
         assert float(losses['zone.cls.reliable']) == 0.5
+        assert float(losses['zone.cls.usable']) == 1.0
     else:
         assert selected['cls_usable'].tolist() == [False, False]
         assert float(losses['unsup.cls.loss_cls']) == 0.0
         assert float(losses['zone.cls.reliable']) == 0.0
+        assert float(losses['zone.cls.usable']) == 0.0
         # each mask = own mask outside the pasted box, the partner's inside
         for i in range(B_U):
             j = 1 - i  # the only other image
