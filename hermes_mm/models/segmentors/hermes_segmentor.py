@@ -892,6 +892,9 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
         - ``seg.lesion.precision`` / ``seg.lesion.recall``: reliable lesion
           pseudo-labels that are lesion / all lesion pixels given a lesion
           pseudo-label (of the hidden lesion pixels), in the image region;
+        - ``seg.lesion.as_background``: hidden lesion pixels given a
+          reliable non-lesion pseudo-label, over all hidden lesion pixels
+          (what trains a student towards "no lesion");
         - ``cls.<c>.precision`` / ``cls.<c>.recall``: the same per image
           class ``c``, over usable (unmixed) images with a known label.
         """
@@ -922,6 +925,10 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
             lesion_hit = lesion_label & lesion_truth
             counts['seg.lesion.precision'] = (lesion_hit, lesion_label)
             counts['seg.lesion.recall'] = (lesion_hit, lesion_truth)
+            # The harm that keeps a collapsed model collapsed: lesion pixels
+            # handed out as reliable background.
+            counts['seg.lesion.as_background'] = (
+                lesion_truth & chosen & ~lesion_label, lesion_truth)
         if 'hidden_labels' in teacher:
             hidden = teacher['hidden_labels']
             valid = usable & (hidden >= 0)

@@ -561,6 +561,8 @@ def test_pseudo_label_stats_on_a_hand_case(model):
     # (ambiguous: no pseudo-label) (1,0) + 8 (+ 0 in image 2)
     assert stats_pl['seg.lesion.precision'] == (2.0 + 8.0, 3.0 + 16.0)
     assert stats_pl['seg.lesion.recall'] == (2.0 + 8.0, 3.0 + 8.0)
+    # no hidden lesion pixel got a reliable background pseudo-label
+    assert stats_pl['seg.lesion.as_background'] == (0.0, 3.0 + 8.0)
     # images: usable with a known label are 0 (reliable 0, hidden 0) and 1
     # (reliable 1, hidden 2)
     assert stats_pl['cls.precision'] == (1.0, 2.0)
@@ -668,3 +670,23 @@ def test_teacher_copies_student_during_warmup_then_ema():
         0.75 * before + 0.25 * first_param(model.student))
     # default: the warm-up ends where the unsupervised ramp starts
     assert _build().teacher_warmup_iters == RAMP_START
+
+
+def test_lesion_pixels_given_reliable_background_are_counted(model):
+    """One 1 x 4 image, every hidden pixel lesion; teacher lesion
+    probabilities 0.99 (reliable lesion), 0.02 (reliable background),
+    0.5 (unreliable), 0.9 (ambiguous lesion): 1 of 4 lesion pixels is
+    trained as background."""
+    lesion = torch.tensor([[[0.99, 0.02, 0.5, 0.9]]])
+    teacher = dict(
+        seg_probs=torch.stack([1 - lesion, lesion], dim=1),
+        cls_probs=torch.tensor([[0.5, 0.3, 0.2]]),
+        region=torch.ones(1, 1, 4, dtype=torch.bool),
+        mixed=torch.tensor([False]),
+        hidden_masks=torch.ones(1, 1, 4, dtype=torch.long))
+    with thresholds(model, seg=(0.75, 0.95), cls=(0.6, 0.9)):
+        teacher.update(model.select_pseudo_labels(teacher))
+        model.pseudo_label_diagnostics(teacher)
+    stats = model.pseudo_label_stats
+    assert stats['seg.lesion.as_background'] == (1.0, 4.0)
+    assert stats['seg.lesion.recall'] == (1.0, 4.0)
