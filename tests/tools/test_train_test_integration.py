@@ -89,6 +89,13 @@ def tiny_options(config, name):
             if isinstance(value, (list, tuple)):
                 value = '[' + ','.join(map(str, value)) + ']'
             opts.append(f'{student}.{part}.{key}={value}')
+    if hermes:  # projectors read the small backbone's levels too
+        if cfg.model.get('img_projector') is not None:
+            opts.append('model.img_projector.in_channels='
+                        f'{small.cls_head.in_channels}')
+        if cfg.model.get('pix_projector') is not None:
+            level = small.task_neck.in_channels[cfg.model.pix_in_index]
+            opts.append(f'model.pix_projector.in_channels={level}')
     return opts
 
 
@@ -257,17 +264,9 @@ def test_semi_config_trains_two_iterations(config, busi_folder, tmp_path):
     the component it removes is absent from the loss dict."""
     data, split = busi_folder
     path = osp.join(REPO, 'configs', config)
-    cfg = Config.fromfile(path)
-    small = Config.fromfile(SMALL_MODEL).model
     name = f'semi_{osp.basename(config)[:-3]}_{time.time_ns()}'
     options = semi_options(path, name, per_source=2, iters=2,
                            val_interval=1000, log_interval=1)
-    if cfg.model.img_projector is not None:
-        options.append(
-            f'model.img_projector.in_channels={small.cls_head.in_channels}')
-    if cfg.model.pix_projector is not None:
-        level = small.task_neck.in_channels[cfg.model.pix_in_index]
-        options.append(f'model.pix_projector.in_channels={level}')
     work = str(tmp_path / 'work')
     load_tool('train').main([path, '--data-root', data, '--split-file', split,
                              '--work-dir', work, '--cfg-options'] + options)
