@@ -77,6 +77,20 @@ def rewrite_datasets(cfg: Config,
     return changed
 
 
+def config_with_overrides(path: str,
+                          cfg_options: Optional[dict] = None,
+                          data_root: Optional[str] = None,
+                          split_file: Optional[str] = None) -> Config:
+    """``path`` loaded, ``--cfg-options`` merged and every dataset pointed
+    at ``data_root`` / ``split_file`` (see :func:`rewrite_datasets`): the
+    config a tool works on."""
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    rewrite_datasets(cfg, data_root=data_root, split_file=split_file)
+    return cfg
+
+
 def load_config(path: str) -> Config:
     """``Config.fromfile`` without yapf re-formatting of the config text.
 

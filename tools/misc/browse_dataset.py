@@ -20,11 +20,11 @@ from typing import Optional, Sequence
 
 import hermes_mm  # noqa: F401  (compat fixes first)
 import cv2
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
 
 from hermes_mm.registry import DATASETS
-from hermes_mm.utils import rewrite_datasets
+from hermes_mm.utils import config_with_overrides
 from hermes_mm.visualization.browse import browse_panels
 
 LOADERS = dict(train='train_dataloader', val='val_dataloader',
@@ -56,11 +56,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Build the data set, draw the samples, return how many PNGs."""
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    rewrite_datasets(cfg, data_root=args.data_root,
-                     split_file=args.split_file)
+    cfg = config_with_overrides(args.config, args.cfg_options,
+                                args.data_root, args.split_file)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     dataset = DATASETS.build(cfg[LOADERS[args.loader]]['dataset'])
     meta = dataset.metainfo

@@ -14,9 +14,9 @@ import sys
 from typing import Optional, Sequence
 
 import hermes_mm  # noqa: F401  (compat fixes first)
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
-from hermes_mm.utils import rewrite_datasets
+from hermes_mm.utils import config_with_overrides
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -35,11 +35,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> str:
     """Print (and optionally write) the resolved config; return its text."""
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    rewrite_datasets(cfg, data_root=args.data_root,
-                     split_file=args.split_file)
+    cfg = config_with_overrides(args.config, args.cfg_options,
+                                args.data_root, args.split_file)
     text = cfg.pretty_text
     print(f'Config:\n{text}')
     if args.out:

@@ -37,6 +37,7 @@ from mmseg.structures import SegDataSample
 import hermes_mm  # noqa: F401  (compat first: mmcv-lite fallback ops)
 from hermes_mm.models.segmentors.multi_task_segmentor import MultiTaskOutputs
 from hermes_mm.registry import MODELS
+from .test_hermes_segmentor import spy
 
 CFG = osp.join(osp.dirname(__file__), '..', '..', '..', 'configs', '_base_',
                'models', 'hermes_r18_small_itas.py')
@@ -149,19 +150,6 @@ def make_batch():
         unsup_weak=[sample() for _ in range(2)],
         unsup_strong=[sample() for _ in range(2)])
     return inputs, data_samples
-
-
-def spy(monkeypatch, obj, name):
-    calls = []
-    original = getattr(obj, name)
-
-    def wrapper(*args, **kwargs):
-        result = original(*args, **kwargs)
-        calls.append((args, result))
-        return result
-
-    monkeypatch.setattr(obj, name, wrapper)
-    return calls
 
 
 def run(model, monkeypatch, batch=None):
