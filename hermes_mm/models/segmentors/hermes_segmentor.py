@@ -522,7 +522,7 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
         data then cannot move the supervised path before a pseudo-label is
         used: during the warm-up the student is the supervised model.
         ``True``: one forward over both (the pre-2026-12 behaviour), which
-        collapsed the warm-up to "no lesion" on data unlike the default
+        slowed the warm-up's learning of the lesion on the ``crowded``
         synthetic style (``research/warmup_collapse/README.md``).
         """
         if self.joint_student_forward:
