@@ -222,6 +222,10 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
             behaviour before 2026-12). False (default): two forwards, the
             BN running statistics from labelled images only (see
             :meth:`student_forward`).
+        lesion_share_gate (dict, optional): ``LesionShareGate``: scales the
+            pixel pseudo-label losses down while the teacher's reliable
+            lesion pixels fall short of the labelled lesion share (a guard
+            against all-background pseudo-labels). None (default): off.
         branches (dict): Names of the ``sup``, ``weak`` and ``strong``
             branches in the batch.
         predict_on (str): 'teacher' or 'student' for predict/val/test.
@@ -269,6 +273,7 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
                  cutmix_aspect: Tuple[float, float] = (0.3, 1 / 0.3),
                  teacher_warmup_iters: Optional[int] = None,
                  joint_student_forward: bool = False,
+                 lesion_share_gate: OptConfigType = None,
                  branches: Dict[str, str] = dict(
                      sup='sup', weak='unsup_weak', strong='unsup_strong'),
                  predict_on: str = 'teacher',
@@ -350,6 +355,8 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
                              f'{teacher_warmup_iters}')
         self.teacher_warmup_iters = int(teacher_warmup_iters)
         self.joint_student_forward = bool(joint_student_forward)
+        self.lesion_share_gate = MODELS.build(
+            lesion_share_gate) if lesion_share_gate else None
         self.branches = dict(branches)
         self.predict_on = predict_on
         self.ignore_index = self.student.decode_head.ignore_index
@@ -489,6 +496,10 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
         sup_out, unsup_out = self.student_forward(sup_x, strong_x)
         outputs = MultiTaskOutputs.cat(sup_out, unsup_out)
 
+        if self.lesion_share_gate is not None:
+            teacher['lesion_gate'] = self.lesion_share_gate(
+                self.student.stack_gt_masks(sup_ds), teacher['pseudo_masks'],
+                teacher['region'], self.lesion_index, self.ignore_index)
         losses = add_prefix(
             self.student.supervised_losses(sup_out, sup_ds), 'sup')
         losses.update(
@@ -507,6 +518,8 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
                     self.inter_task_losses(outputs, teacher, sup_ds),
                     weights['ict']), 'ict'))
         losses.update(self.pseudo_label_diagnostics(teacher))
+        if 'lesion_gate' in teacher:
+            losses['gate.lesion_share'] = teacher['lesion_gate'].detach()
         return losses
 
     def student_forward(self, sup_x: Tensor, strong_x: Tensor
@@ -674,6 +687,8 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
         losses = add_prefix(
             {k: v
              for k, v in seg_losses.items() if 'loss' in k}, 'seg')
+        if 'lesion_gate' in teacher:
+            losses = reweight_losses(losses, teacher['lesion_gate'])
         cls_zones: Zones = teacher['cls_zones']
         weight = (cls_zones.reliable & teacher['cls_usable']).float()
         loss_cls = self.student.cls_head.loss_module(

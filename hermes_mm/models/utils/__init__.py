@@ -4,6 +4,7 @@ from .dual_threshold import Zones, dual_threshold_zones
 from .finite_losses import (FiniteLossesMixin, NonFiniteLossError,
                             non_finite_terms)
 from .foreach_ema import ForeachExponentialMovingAverage
+from .lesion_share_gate import LesionShareGate, lesion_share_gate
 from .lesion_decision import check_lesion_classes, mask_decides_lesion
 from .ramp_schedule import RAMP_SHAPES, RampSchedule
 from .small_components import (check_min_area, remove_small_components,
@@ -11,6 +12,7 @@ from .small_components import (check_min_area, remove_small_components,
 
 __all__ = [
     'FiniteLossesMixin', 'ForeachExponentialMovingAverage',
+    'LesionShareGate', 'lesion_share_gate',
     'NonFiniteLossError', 'RAMP_SHAPES', 'RampSchedule',
     'Zones', 'check_lesion_classes', 'check_min_area',
     'cutmix_batch',
