@@ -215,12 +215,9 @@ def run_dir(args, variant: str, ratio: float, seed: int) -> str:
 
 
 def iter_datasets(cfg):
-    from hermes_mm.utils.config_utils import DATALOADER_KEYS, iter_dataset_cfgs
-    for key in DATALOADER_KEYS:
-        loader = cfg.get(key)
-        if loader:
-            for _, ds in iter_dataset_cfgs(loader.get('dataset'), key):
-                yield ds
+    from hermes_mm.utils import iter_loader_datasets
+    for _, ds in iter_loader_datasets(cfg):
+        yield ds
 
 
 def rescale_schedule(cfg, iters: int, val_points: Optional[int]) -> dict:

@@ -43,6 +43,7 @@ from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from _common import REPO_ROOT, read_json, table, write_json  # noqa: E402
+from quality import mean_std, paired_test  # noqa: E402
 
 #: (metrics key, header) reported per style.
 KEYS = [('seg/dice_lesion', 'Dice lesion %'), ('seg/dice', 'Dice %'),
@@ -107,29 +108,18 @@ def per_seed(records: List[dict], variant: str,
     return out
 
 
-def mean_std(values: List[float]) -> Dict[str, Any]:
-    if not values:
-        return dict(mean=None, std=None, n=0)
-    return dict(mean=statistics.fmean(values),
-                std=statistics.stdev(values) if len(values) > 1 else 0.0,
-                n=len(values))
-
-
 def paired(ours: Dict[int, dict], ref: Dict[int, dict],
            key: str) -> Dict[str, Any]:
-    """``ours - ref`` per shared seed: mean, std, n, seeds higher/lower and
-    the two-sided paired t-test p (None below 2 pairs)."""
-    from scipy.stats import ttest_rel
+    """``ours - ref`` per shared seed: ``quality.paired_test`` (mean, std,
+    n, two-sided paired t-test p) plus the seeds and how many are
+    higher/lower."""
     seeds = sorted(set(ours) & set(ref))
     a = [ours[s][key] for s in seeds]
     b = [ref[s][key] for s in seeds]
     diffs = [x - y for x, y in zip(a, b)]
-    out = mean_std(diffs)
-    out.update(seeds=seeds, higher=sum(d > 0 for d in diffs),
-               lower=sum(d < 0 for d in diffs), p=None)
-    if len(diffs) > 1 and out['std'] > 0:
-        out['p'] = float(ttest_rel(a, b).pvalue)
-    return out
+    return dict(paired_test(a, b), seeds=seeds,
+                higher=sum(d > 0 for d in diffs),
+                lower=sum(d < 0 for d in diffs))
 
 
 def gap_recovered(method: Dict[int, dict], lower: Dict[int, dict],

@@ -512,34 +512,29 @@ def check_config_files(cfg, loaders: Sequence[str] = CHECKED_LOADERS
     from mmengine.registry import DefaultScope, init_default_scope
 
     from hermes_mm.registry import DATASETS
-    from hermes_mm.utils import iter_dataset_cfgs
+    from hermes_mm.utils import iter_loader_datasets
     if DefaultScope.get_current_instance() is None:
         init_default_scope(cfg.get('default_scope', 'mmseg'))
     problems: List[str] = []
     seen = set()
-    for loader_key in loaders:
-        loader = cfg.get(loader_key)
-        if not loader:
-            continue
-        for path, ds_cfg in iter_dataset_cfgs(
-                loader.get('dataset'), f'{loader_key}.dataset'):
-            if 'dataset' in ds_cfg or 'datasets' in ds_cfg:
-                continue  # a wrapper: its leaves follow
-            ds_cfg = copy.deepcopy(dict(ds_cfg))
-            ds_cfg['pipeline'] = []
-            dataset = DATASETS.build(ds_cfg)
-            for i in range(len(dataset)):
-                info = dataset.get_data_info(i)
-                files = [(info.get('img_path'), 'image')] + [
-                    (m, 'mask') for m in info.get('seg_map_paths') or []]
-                for file, kind in files:
-                    if not isinstance(file, str) or file in seen:
-                        continue
-                    seen.add(file)
-                    problem = _file_problem(file, kind)
-                    if problem:
-                        problems.append(f'[{path} ({ds_cfg["type"]})] '
-                                        f'{problem}')
+    for path, ds_cfg in iter_loader_datasets(cfg, tuple(loaders)):
+        if 'dataset' in ds_cfg or 'datasets' in ds_cfg:
+            continue  # a wrapper: its leaves follow
+        ds_cfg = copy.deepcopy(dict(ds_cfg))
+        ds_cfg['pipeline'] = []
+        dataset = DATASETS.build(ds_cfg)
+        for i in range(len(dataset)):
+            info = dataset.get_data_info(i)
+            files = [(info.get('img_path'), 'image')] + [
+                (m, 'mask') for m in info.get('seg_map_paths') or []]
+            for file, kind in files:
+                if not isinstance(file, str) or file in seen:
+                    continue
+                seen.add(file)
+                problem = _file_problem(file, kind)
+                if problem:
+                    problems.append(f'[{path} ({ds_cfg["type"]})] '
+                                    f'{problem}')
     return problems
 
 

@@ -28,6 +28,20 @@ def iter_dataset_cfgs(cfg: Any, path: str) -> Iterator[Tuple[str, dict]]:
         yield from iter_dataset_cfgs(cfg['datasets'], f'{path}.datasets')
 
 
+def iter_loader_datasets(
+        cfg: Config,
+        loader_keys: Tuple[str, ...] = DATALOADER_KEYS
+) -> Iterator[Tuple[str, dict]]:
+    """``(path, dataset_cfg)`` of every dataset (wrappers and their leaves,
+    see :func:`iter_dataset_cfgs`) of the dataloaders ``loader_keys`` that
+    the config has, paths like ``train_dataloader.dataset.datasets.0``."""
+    for loader_key in loader_keys:
+        loader = cfg.get(loader_key)
+        if loader:
+            yield from iter_dataset_cfgs(loader.get('dataset'),
+                                         f'{loader_key}.dataset')
+
+
 def rewrite_datasets(cfg: Config,
                      data_root: Optional[str] = None,
                      split_file: Optional[str] = None) -> List[str]:
@@ -50,20 +64,15 @@ def rewrite_datasets(cfg: Config,
     """
     changed = []
     accepted = dict(data_root=False, split_file=False)
-    for loader_key in DATALOADER_KEYS:
-        loader = cfg.get(loader_key)
-        if not loader:
-            continue
-        for path, ds_cfg in iter_dataset_cfgs(
-                loader.get('dataset'), f'{loader_key}.dataset'):
-            touched = False
-            for key, value in (('data_root', data_root),
-                               ('split_file', split_file)):
-                if value is not None and key in ds_cfg:
-                    ds_cfg[key] = value
-                    accepted[key] = touched = True
-            if touched:
-                changed.append(f"{path} ({ds_cfg['type']})")
+    for path, ds_cfg in iter_loader_datasets(cfg):
+        touched = False
+        for key, value in (('data_root', data_root),
+                           ('split_file', split_file)):
+            if value is not None and key in ds_cfg:
+                ds_cfg[key] = value
+                accepted[key] = touched = True
+        if touched:
+            changed.append(f"{path} ({ds_cfg['type']})")
     for key, value in (('data_root', data_root), ('split_file', split_file)):
         if value is not None and not accepted[key]:
             raise ValueError(
