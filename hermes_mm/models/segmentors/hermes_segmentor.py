@@ -496,8 +496,8 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
         sup_out, unsup_out = self.student_forward(sup_x, strong_x)
         outputs = MultiTaskOutputs.cat(sup_out, unsup_out)
 
-        if self.lesion_share_gate is not None:
-            teacher['lesion_gate'] = self.lesion_share_gate(
+        seg_gate = None if self.lesion_share_gate is None else \
+            self.lesion_share_gate(
                 self.student.stack_gt_masks(sup_ds), teacher['pseudo_masks'],
                 teacher['region'], self.lesion_index, self.ignore_index)
         losses = add_prefix(
@@ -505,7 +505,8 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
         losses.update(
             add_prefix(
                 reweight_losses(
-                    self.unsupervised_losses(unsup_out, teacher, strong_ds),
+                    self.unsupervised_losses(unsup_out, teacher, strong_ds,
+                                             seg_gate),
                     weights['unsup']), 'unsup'))
         losses.update(
             add_prefix(
@@ -518,8 +519,8 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
                     self.inter_task_losses(outputs, teacher, sup_ds),
                     weights['ict']), 'ict'))
         losses.update(self.pseudo_label_diagnostics(teacher))
-        if 'lesion_gate' in teacher:
-            losses['gate.lesion_share'] = teacher['lesion_gate'].detach()
+        if seg_gate is not None:
+            losses['gate.lesion_share'] = seg_gate
         return losses
 
     def student_forward(self, sup_x: Tensor, strong_x: Tensor
@@ -668,8 +669,13 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
 
     def unsupervised_losses(self, outputs: MultiTaskOutputs,
                             teacher: Dict[str, object],
-                            data_samples: SampleList) -> Dict[str, Tensor]:
+                            data_samples: SampleList,
+                            seg_gate: Optional[Tensor] = None
+                            ) -> Dict[str, Tensor]:
         """Pseudo-label losses on the strong views (reliable zone only).
+
+        ``seg_gate`` (``LesionShareGate``'s output, or None) scales the
+        pixel pseudo-label losses.
 
         Segmentation uses the decode head's own losses (e.g. CE + Dice) with
         unreliable pixels set to ``ignore_index`` (with MMSeg's default
@@ -687,8 +693,8 @@ class HermesSegmentor(FiniteLossesMixin, BaseSegmentor):
         losses = add_prefix(
             {k: v
              for k, v in seg_losses.items() if 'loss' in k}, 'seg')
-        if 'lesion_gate' in teacher:
-            losses = reweight_losses(losses, teacher['lesion_gate'])
+        if seg_gate is not None:
+            losses = reweight_losses(losses, seg_gate)
         cls_zones: Zones = teacher['cls_zones']
         weight = (cls_zones.reliable & teacher['cls_usable']).float()
         loss_cls = self.student.cls_head.loss_module(
