@@ -76,6 +76,9 @@ VARIANTS: Dict[str, Tuple[str, str]] = {
     'mean_teacher': ('configs/demo/baselines/mean_teacher_synthetic.py',
                      'configs/baselines/mean_teacher_busi.py'),
     'hermes': ('configs/demo/hermes_synthetic.py', 'configs/hermes_busi.py'),
+    'hermes_guarded': (
+        'configs/demo/variants/hermes_synthetic_guarded.py',
+        'configs/variants/hermes_busi_guarded.py'),
     'no_itas': ('configs/demo/ablations/hermes_synthetic_no_itas.py',
                 'configs/ablations/hermes_busi_no_itas.py'),
     'single_threshold': (
@@ -247,8 +250,9 @@ def rescale_schedule(cfg, iters: int, val_points: Optional[int]) -> dict:
                     if sub in ramp:
                         ramp[sub] = max(scale(ramp[sub]), 1 if sub ==
                                         'length' else 0)
+        labeler = model.get('pseudo_labeler') or {}
         for key in ('seg_threshold', 'cls_threshold'):
-            policy = model.get(key) or {}
+            policy = labeler.get(key) or {}
             for sub in ('warmup_iters', 'ramp_iters'):
                 if sub in policy:
                     policy[sub] = scale(policy[sub])

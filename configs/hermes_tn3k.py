@@ -20,5 +20,5 @@ model = dict(
                 type='Pretrained',
                 checkpoint='open-mmlab://resnet50_v1c')),
         cls_head=dict(num_classes=2)),
-    img_contrast_loss=dict(num_classes=2),
-    lesion_classes=(0, 1))
+    img_contrast=dict(loss=dict(num_classes=2)),
+    consistency=dict(lesion_classes=(0, 1)))

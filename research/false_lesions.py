@@ -3,8 +3,9 @@
 A model that predicts a lesion on a lesion-free image (BUSI "normal")
 scores Dice 0 on it. This diagnostic asks whether the model's own image
 classifier could veto such predictions, which is what an inter-task gate
-(``lesion_free_background``, or weighting pixel pseudo-labels by the
-image's lesion probability) relies on. On the test set of ``CONFIG`` (by
+(clearing the lesion pseudo-labels of confidently lesion-free images, or
+weighting pixel pseudo-labels by the image's lesion probability) relies
+on. On the test set of ``CONFIG`` (by
 default a freshly generated synthetic set that is neither the training nor
 the quality benchmark's held-out set) it reports, with the network the
 model predicts with (Hermes: the teacher):
@@ -27,7 +28,8 @@ model predicts with (Hermes: the teacher):
   the test options with ``--cfg-options`` (e.g.
   ``model.segmentor.test_cfg.min_lesion_area=0.02``) to measure them.
 
-Thresholds are the checkpoint's (HermesSegmentor's adaptive state) unless
+Thresholds are the checkpoint's (HermesSegmentor's adaptive state, in its
+``pseudo_labeler``) unless
 ``--tau-pixel`` / ``--tau-image`` are given. Writes a JSON record and prints
 a table::
 
@@ -114,13 +116,14 @@ def thresholds(model, args, lesion_index: int, lesion_free: Sequence[int]):
     adaptive thresholds (lesion class; the least strict lesion-free
     class)."""
     tau_pixel, tau_image = args.tau_pixel, args.tau_image
-    if None in (tau_pixel, tau_image) and not hasattr(model, 'seg_threshold'):
+    labeler = getattr(model, 'pseudo_labeler', None)
+    if None in (tau_pixel, tau_image) and labeler is None:
         raise SystemExit(f'{type(model).__name__} has no pseudo-label '
                          'thresholds; pass --tau-pixel and --tau-image')
     if tau_pixel is None:
-        tau_pixel = float(model.seg_threshold.thresholds()[1][lesion_index])
+        tau_pixel = float(labeler.seg_threshold.thresholds()[1][lesion_index])
     if tau_image is None:
-        high = model.cls_threshold.thresholds()[1]
+        high = labeler.cls_threshold.thresholds()[1]
         tau_image = float(min(high[c] for c in lesion_free))
     return tau_pixel, tau_image
 
@@ -228,15 +231,18 @@ def main(argv=None) -> dict:
     model = inferencer.model.eval()
     names = list(inferencer.class_names)
     lesion_index = int(getattr(model, 'lesion_index', 1))
+    # Hermes keeps them on its consistency head (None without one).
+    lesion_classes = getattr(getattr(model, 'consistency', None),
+                             'lesion_classes', None)
     if args.lesion_free_classes is not None:
         unknown = set(args.lesion_free_classes) - set(names)
         if unknown:
             raise SystemExit(f'--lesion-free-classes {sorted(unknown)} are '
                              f'not classes of the model ({names})')
         lesion_free = [names.index(n) for n in args.lesion_free_classes]
-    elif getattr(model, 'lesion_classes', None) is not None:
+    elif lesion_classes is not None:
         lesion_free = [
-            i for i in range(len(names)) if i not in model.lesion_classes
+            i for i in range(len(names)) if i not in lesion_classes
         ]
     elif 'normal' in names:
         lesion_free = [names.index('normal')]

@@ -152,7 +152,7 @@ def test_hook_and_val_loop_match_model(name):
     cfg = load(name)
     hooks = [h.type for h in cfg.get('custom_hooks', [])]
     if is_hermes(cfg):
-        assert 'DualThresholdPseudoLabelHook' in hooks
+        assert 'TeacherThresholdUpdateHook' in hooks
         assert cfg.val_cfg.type == 'TeacherStudentValLoop'
         assert cfg.default_hooks.checkpoint.save_best.startswith('teacher/')
         train = cfg.train_dataloader
@@ -164,19 +164,20 @@ def test_hook_and_val_loop_match_model(name):
             train.sampler.source_ratio)
     else:
         # The hook raises TypeError on a model without a teacher.
-        assert 'DualThresholdPseudoLabelHook' not in hooks
+        assert 'TeacherThresholdUpdateHook' not in hooks
+        assert 'DualThresholdPseudoLabelHook' not in hooks  # its old name
         assert cfg.val_cfg.type == 'ValLoop'
         assert not cfg.default_hooks.checkpoint.save_best.startswith(
             'teacher/')
 
 
-CONTRAST = ('model.img_projector', 'model.img_contrast_loss',
-            'model.pix_projector', 'model.pix_contrast_loss')
-THRESHOLDS = ('model.seg_threshold', 'model.cls_threshold')
+CONTRAST = ('model.img_contrast', 'model.pix_contrast')
+THRESHOLDS = ('model.pseudo_labeler.seg_threshold',
+              'model.pseudo_labeler.cls_threshold')
 ABLATIONS = {
-    'no_consistency': ('model.consistency_loss', ),
+    'no_consistency': ('model.consistency', ),
     'no_contrast': CONTRAST,
-    'no_pix_contrast': ('model.pix_projector', 'model.pix_contrast_loss'),
+    'no_pix_contrast': ('model.pix_contrast', ),
     'no_itas': ('model.segmentor.task_neck', ),
     # dual -> single only: same adaptive policy, tau_low = tau_high
     'single_threshold': tuple(f'{key}.{field}' for key in THRESHOLDS
@@ -224,7 +225,8 @@ def test_ablation_removes_exactly_its_component(name, reference, what):
             assert thr.margin == 0
         if is_demo(name):  # and it stays single while it adapts
             model = MODELS.build(cfg.model)
-            for policy in (model.seg_threshold, model.cls_threshold):
+            for policy in (model.pseudo_labeler.seg_threshold,
+                           model.pseudo_labeler.cls_threshold):
                 k = policy.num_classes
                 policy.update(torch.linspace(0.5, 0.9, k) * 10,
                               torch.full((k, ), 10.0), iteration=0)
@@ -241,20 +243,20 @@ def test_ablation_removes_exactly_its_component(name, reference, what):
 ])
 def test_mean_teacher_is_hermes_without_its_additions(name, reference):
     name, reference = osp.normpath(name), osp.normpath(reference)
-    extra = ('model.consistency_loss', 'model.segmentor.task_neck',
+    extra = ('model.consistency', 'model.segmentor.task_neck',
              'model.cutmix_prob')
     assert_changes_exactly(name, reference, CONTRAST + THRESHOLDS + extra)
     cfg = load(name)
-    for key in CONTRAST + ('model.consistency_loss', ):
+    for key in CONTRAST + ('model.consistency', ):
         assert get(cfg, key) is None, key
     assert_single_threshold(cfg)
     assert cfg.model.cutmix_prob == 0
     assert cfg.model.segmentor.task_neck.type == 'TaskSplitNeck'
     model = MODELS.build(cfg.model) if is_demo(name) else None
     if model is not None:
-        assert model.img_contrast_loss is None
-        assert model.pix_contrast_loss is None
-        assert model.consistency_loss is None
+        assert model.img_contrast is None
+        assert model.pix_contrast is None
+        assert model.consistency is None
 
 
 @pytest.mark.parametrize('name, ratio', [('hermes_busi_label1-2.py', 0.5),

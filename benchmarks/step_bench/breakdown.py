@@ -13,11 +13,12 @@ from _common import median
 from .variants import Variant, synchronize
 
 
-HERMES_METHODS = ('teacher_pseudo_labels', 'mix_strong_views',
-                  'select_pseudo_labels', 'unsupervised_losses',
-                  'contrastive_losses', 'image_contrastive_loss',
-                  'pixel_contrastive_loss', 'inter_task_losses',
-                  'pseudo_label_diagnostics')
+# (attribute path of the object, method) -> label
+HERMES_METHODS = (('', 'teacher_predictions'), ('', 'mix_strong_views'),
+                  ('pseudo_labeler', 'forward'), ('', 'student_forward'),
+                  ('', 'unsupervised_losses'), ('img_contrast', 'loss'),
+                  ('pix_contrast', 'loss'), ('consistency', 'loss'),
+                  ('pseudo_labeler', 'diagnostics'))
 
 
 STUDENT_METHODS = ('forward_train', 'supervised_losses')
@@ -48,8 +49,10 @@ def timed_methods(var: Variant, device, acc: Dict[str, float]):
         setattr(obj, name, timed)
         wrapped.append((obj, name))
 
-    for name in HERMES_METHODS:
-        wrap(model, name, name)
+    for path, name in HERMES_METHODS:
+        obj = getattr(model, path) if path else model
+        if obj is not None:
+            wrap(obj, name, f'{path}.{name}' if path else name)
     for name in STUDENT_METHODS:
         wrap(model.student, name, f'student.{name}')
     wrap(model.data_preprocessor, 'forward', 'data_preprocessor')
@@ -89,8 +92,8 @@ def breakdown(var: Variant, args, device, iters: int) -> dict:
             clock(acc, 'optimizer step + zero_grad',
                   lambda: (optim.step(), optim.zero_grad()))
             clock(acc, 'update_teacher (EMA)', model.update_teacher)
-            clock(acc, 'update_thresholds',
-                  lambda: model.update_thresholds(var.semi_iter))
+            clock(acc, 'pseudo_labeler.update (thresholds)',
+                  lambda: model.pseudo_labeler.update(var.semi_iter))
         synchronize(device)
         acc['step total'] = time.perf_counter() - start
         if it >= 1:

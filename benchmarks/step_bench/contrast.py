@@ -49,7 +49,7 @@ def contrast_inputs(n_img: int, side: int, dim: int, num_classes: int,
 def contrast_one_size(args, side: int, device) -> dict:
     """Time and peak memory of the pixel contrastive term at one size.
 
-    Measures what ``HermesSegmentor.pixel_contrastive_loss`` runs: sample
+    Measures what ``PixelContrastHead.loss`` runs: sample
     pixels from labels/masks, gather their feature vectors from the
     (B, C, h, w) map, project them (``PixelProjectionHead.forward_pixels``),
     InfoNCE against prototypes, backward. The feature map and its gradient
@@ -60,14 +60,14 @@ def contrast_one_size(args, side: int, device) -> dict:
     import torch
     from mmengine.config import Config
 
-    from hermes_mm.models.segmentors.hermes_segmentor import gather_pixels
+    from hermes_mm.models.heads.pixel_contrast_head import gather_pixels
     from hermes_mm.registry import MODELS
     cfg = Config.fromfile(
         osp.join(REPO_ROOT, MODEL_CONFIGS[args.model]['hermes']))
     loss_mod = MODELS.build(
-        copy.deepcopy(cfg.model.pix_contrast_loss.to_dict())).to(device)
+        copy.deepcopy(cfg.model.pix_contrast.loss.to_dict())).to(device)
     projector = MODELS.build(
-        copy.deepcopy(cfg.model.pix_projector.to_dict())).to(device)
+        copy.deepcopy(cfg.model.pix_contrast.projector.to_dict())).to(device)
     channels = projector.in_channels
     n_img = args.contrast_batch or (args.labeled + args.unlabeled)
     _, labels, anchors, negatives = contrast_inputs(

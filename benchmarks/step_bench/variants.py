@@ -38,11 +38,11 @@ class Variant:
         if self.name in ('encoder_decoder', 'multitask'):
             log = model.train_step(batch, optim)
         elif self.name == 'hermes':
-            # DualThresholdPseudoLabelHook: before / after the step.
+            # TeacherThresholdUpdateHook: before / after the step.
             model.set_iteration(self.semi_iter)
             log = model.train_step(batch, optim)
             model.update_teacher()
-            model.update_thresholds(self.semi_iter)
+            model.pseudo_labeler.update(self.semi_iter)
         else:
             log = floor_step(model, batch, optim)
         self.last_log = {k: float(v.detach()) if hasattr(v, 'detach')
@@ -97,9 +97,11 @@ def calibrate_teacher(var: 'Variant', args) -> Optional[dict]:
             layer.weight.copy_(w * scale)
             if b is not None:
                 layer.bias.copy_(b * scale)
-            teacher_out = model.teacher_pseudo_labels(weak, strong_ds)
-            _, teacher_out = model.mix_strong_views(strong, teacher_out)
-        zones = teacher_out[f'{task}_zones']
+            teacher_out = model.teacher_predictions(weak, strong_ds)
+            _, teacher_out, mixed = model.mix_strong_views(strong,
+                                                           teacher_out)
+            pseudo = model.pseudo_labeler(mixed=mixed, **teacher_out)
+        zones = getattr(pseudo, f'{task}_zones')
         return float(zones.reliable.float().mean())
 
     chosen = {}
@@ -115,7 +117,8 @@ def calibrate_teacher(var: 'Variant', args) -> Optional[dict]:
                 best = (gap, 2.0**power, share)
         reliable_share(task, best[1])
         chosen[task] = dict(scale=best[1], reliable_share=best[2])
-    model.threshold_stats = {}
+    # The statistics the calibration left in the pseudo-labeller are
+    # replaced by the next training step's before any update.
     return chosen
 
 

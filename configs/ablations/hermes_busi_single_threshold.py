@@ -6,5 +6,6 @@
 _base_ = '../hermes_busi.py'
 
 model = dict(
-    seg_threshold=dict(tau_low=0.95, tau_high=0.95, margin=0.0),
-    cls_threshold=dict(tau_low=0.9, tau_high=0.9, margin=0.0))
+    pseudo_labeler=dict(
+        seg_threshold=dict(tau_low=0.95, tau_high=0.95, margin=0.0),
+        cls_threshold=dict(tau_low=0.9, tau_high=0.9, margin=0.0)))

@@ -1,7 +1,7 @@
 from . import (data_preprocessors, heads, losses, necks,  # noqa: F401
-               segmentors, thresholds, utils)
+               pseudo_labels, segmentors, utils)
 
 __all__ = [
-    'data_preprocessors', 'heads', 'losses', 'necks', 'segmentors',
-    'thresholds', 'utils'
+    'data_preprocessors', 'heads', 'losses', 'necks', 'pseudo_labels',
+    'segmentors', 'utils'
 ]

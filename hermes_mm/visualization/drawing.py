@@ -4,7 +4,7 @@ Every function takes and returns ``uint8`` RGB images ``(H, W, 3)`` (numpy)
 and never modifies its inputs. Masks are ``(H, W)`` arrays whose non-zero
 pixels are the lesion.
 
-Pseudo-label zones (see :mod:`hermes_mm.models.utils.dual_threshold`) are
+Pseudo-label zones (see :mod:`hermes_mm.models.pseudo_labels.zones`) are
 encoded per pixel by :func:`zone_map` with the codes of :data:`ZONES`:
 
 ========================  =====  =========================================

@@ -70,9 +70,9 @@ def hermes_cfg(backbone: dict,
         saliency_channels=8)
     seg.decode_head = decode_head
     seg.cls_head.in_channels = channels[cls_in_index]
-    cfg.model.img_projector.in_channels = channels[cls_in_index]
-    cfg.model.pix_projector.in_channels = channels[pix_in_index]
-    cfg.model.pix_in_index = pix_in_index
+    cfg.model.img_contrast.projector.in_channels = channels[cls_in_index]
+    cfg.model.pix_contrast.projector.in_channels = channels[pix_in_index]
+    cfg.model.pix_contrast.in_index = pix_in_index
     rewrite_datasets(cfg, data_root=data_root)
     cfg.work_dir = work_dir
     # Training only: no validation, a checkpoint at the end.

@@ -109,7 +109,7 @@ def test_dist_train_two_cpu_processes(tmp_path):
             imports=['hermes_mm', 'teacher_hash_hook'],
             allow_failed_imports=False)
         custom_hooks = [
-            dict(type='DualThresholdPseudoLabelHook'),
+            dict(type='TeacherThresholdUpdateHook'),
             dict(type='TeacherHashHook'),
         ]
         val_dataloader = None

@@ -4,9 +4,10 @@ uninterrupted run, bit for bit (runs in ``conftest.py``).
 The killed run dies half-way through writing ``iter_6.pth`` with
 ``max_keep_ckpts=1``: the atomic save (``AtomicCheckpointHook``, the
 configs' ``default_hooks.checkpoint``) must leave ``iter_4.pth`` complete
-and named by ``last_checkpoint``, and the resumed run (iterations 5-8, after MMEngine replays the data loader
-over iterations 1-4 and RandomStateHook restores torch's generator) must
-end where the uninterrupted run ended. No tolerance: CPU, deterministic
+and named by ``last_checkpoint``, and the resumed run (iterations 5-8,
+after MMEngine replays the data loader over iterations 1-4 and
+RandomStateHook restores torch's generator) must end where the
+uninterrupted run ended. No tolerance: CPU, deterministic
 algorithms, one thread, same seeds, so every float must match exactly.
 """
 import torch
@@ -14,8 +15,10 @@ import torch
 import hermes_mm  # noqa: F401  (weights-only allow-list for the loads)
 
 #: Model state that must survive a resume, by state_dict key prefix.
-STATE_GROUPS = ('student.', 'teacher.', 'seg_threshold.', 'cls_threshold.',
-                'img_contrast_loss.queue', 'pix_contrast_loss.prototypes')
+STATE_GROUPS = ('student.', 'teacher.', 'pseudo_labeler.seg_threshold.',
+                'pseudo_labeler.cls_threshold.',
+                'img_contrast.loss_module.queue',
+                'pix_contrast.loss_module.prototypes')
 
 
 def load(path):
@@ -51,10 +54,11 @@ def test_resumed_run_matches_uninterrupted_run(tiny_runs):
                  if not torch.equal(ref_state[k], res_state[k])]
     assert differing == []
     # the state is not trivially equal: 8 iterations moved it
-    assert int(ref_state['img_contrast_loss.queue_count'].sum()) > 0
-    assert bool(ref_state['pix_contrast_loss.proto_valid'].any())
-    assert not torch.equal(ref_state['cls_threshold.class_confidence'],
-                           ref_state['cls_threshold.tau_high'] * 0 + 0.4)
+    assert int(ref_state['img_contrast.loss_module.queue_count'].sum()) > 0
+    assert bool(ref_state['pix_contrast.loss_module.proto_valid'].any())
+    cls_threshold = 'pseudo_labeler.cls_threshold.'
+    assert not torch.equal(ref_state[cls_threshold + 'class_confidence'],
+                           ref_state[cls_threshold + 'tau_high'] * 0 + 0.4)
     # optimizer moments, scheduler and hook state as well
     for a, b in zip(ref['optimizer']['state'].values(),
                     res['optimizer']['state'].values()):

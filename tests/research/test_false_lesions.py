@@ -95,10 +95,11 @@ def test_end_to_end_tiny_hermes(bench, tmp_path, monkeypatch):
     assert record['lesion_free_classes'] == ['normal']
     # thresholds are the model's current ones (lesion pixel class,
     # lesion-free image class)
+    labeler = model.pseudo_labeler
     assert record['tau_pixel'] == pytest.approx(
-        float(model.seg_threshold.thresholds()[1][1]))
+        float(labeler.seg_threshold.thresholds()[1][1]))
     assert record['tau_image'] == pytest.approx(
-        float(model.cls_threshold.thresholds()[1][2]))
+        float(labeler.cls_threshold.thresholds()[1][2]))
     rows = record['images']
     assert len(rows) == 12
     s = record['summary']

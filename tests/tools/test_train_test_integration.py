@@ -90,12 +90,14 @@ def tiny_options(config, name):
                 value = '[' + ','.join(map(str, value)) + ']'
             opts.append(f'{student}.{part}.{key}={value}')
     if hermes:  # projectors read the small backbone's levels too
-        if cfg.model.get('img_projector') is not None:
-            opts.append('model.img_projector.in_channels='
+        if cfg.model.get('img_contrast') is not None:
+            opts.append('model.img_contrast.projector.in_channels='
                         f'{small.cls_head.in_channels}')
-        if cfg.model.get('pix_projector') is not None:
-            level = small.task_neck.in_channels[cfg.model.pix_in_index]
-            opts.append(f'model.pix_projector.in_channels={level}')
+        if cfg.model.get('pix_contrast') is not None:
+            level = small.task_neck.in_channels[
+                cfg.model.pix_contrast.in_index]
+            opts.append(
+                f'model.pix_contrast.projector.in_channels={level}')
     return opts
 
 

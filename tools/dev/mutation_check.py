@@ -36,25 +36,37 @@ from typing import Dict, List, Optional, Sequence, Tuple
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 SEGMENTOR = 'hermes_mm/models/segmentors/hermes_segmentor.py'
-ZONES = 'hermes_mm/models/utils/dual_threshold.py'
-ADAPTIVE = 'hermes_mm/models/thresholds/adaptive_dual_threshold.py'
-RAMPED = 'hermes_mm/models/thresholds/ramped_dual_threshold.py'
+LABELER = 'hermes_mm/models/pseudo_labels/pseudo_labeler.py'
+ZONES = 'hermes_mm/models/pseudo_labels/zones.py'
+ADAPTIVE = 'hermes_mm/models/pseudo_labels/adaptive_dual_threshold.py'
+RAMPED = 'hermes_mm/models/pseudo_labels/ramped_dual_threshold.py'
+IMG_HEAD = 'hermes_mm/models/heads/image_contrast_head.py'
+PIX_HEAD = 'hermes_mm/models/heads/pixel_contrast_head.py'
+ICT_HEAD = 'hermes_mm/models/heads/inter_task_consistency_head.py'
+ALIGN = 'hermes_mm/models/pseudo_labels/distribution_alignment.py'
+TEACHER = 'hermes_mm/models/utils/teacher_ema.py'
 SUPCON = 'hermes_mm/models/losses/dual_threshold_supcon_loss.py'
 PIXCON = 'hermes_mm/models/losses/pixel_contrast_loss.py'
 ICT = 'hermes_mm/models/losses/inter_task_consistency_loss.py'
 CUTMIX = 'hermes_mm/models/utils/cutmix.py'
-HOOK = 'hermes_mm/engine/hooks/dual_threshold_pseudo_label_hook.py'
+HOOK = 'hermes_mm/engine/hooks/teacher_threshold_update_hook.py'
 
 T_WIRING = 'tests/models/segmentors/test_hermes_wiring.py'
 T_SEGMENTOR = 'tests/models/segmentors/test_hermes_segmentor.py'
+T_COMPAT = 'tests/models/segmentors/test_hermes_compat.py'
+T_TRACE = 'tests/models/segmentors/test_loss_trace.py'
 T_WARMUP = 'tests/models/segmentors/test_warmup_no_harm.py'
-T_ZONES = 'tests/models/utils/test_dual_threshold.py'
-T_THRESHOLDS = 'tests/models/thresholds/test_thresholds.py'
+T_LABELER = 'tests/models/pseudo_labels/test_pseudo_labeler.py'
+T_ZONES = 'tests/models/pseudo_labels/test_zones.py'
+T_THRESHOLDS = 'tests/models/pseudo_labels/test_thresholds.py'
+T_TEACHER = 'tests/models/utils/test_teacher_ema.py'
+T_GUARDS = 'tests/models/segmentors/test_hermes_guards.py'
+T_ALIGN = 'tests/models/pseudo_labels/test_distribution_alignment.py'
 T_SUPCON = 'tests/models/losses/test_dual_threshold_supcon_loss.py'
 T_PIXCON = 'tests/models/losses/test_pixel_contrast_loss.py'
 T_ICT = 'tests/models/losses/test_inter_task_consistency_loss.py'
 T_CUTMIX = 'tests/models/utils/test_cutmix.py'
-T_HOOK = ('tests/engine/hooks/test_dual_threshold_pseudo_label_hook.py', )
+T_HOOK = ('tests/engine/hooks/test_teacher_threshold_update_hook.py', )
 
 
 @dataclass(frozen=True)
@@ -78,18 +90,19 @@ class Mutant:
 MUTANTS: List[Mutant] = [
     # --- the four breakages named in issue 16 ---------------------------
     Mutant('teacher_labels_strong_view', SEGMENTOR,
-           'self.teacher_pseudo_labels(weak_x, strong_ds)',
-           'self.teacher_pseudo_labels(strong_x, strong_ds)',
+           'self.teacher_predictions(weak_x, strong_ds)',
+           'self.teacher_predictions(strong_x, strong_ds)',
            (T_WIRING, )),
-    Mutant('consistency_always_skipped', SEGMENTOR,
-           'valid = torch.cat([sup_valid, unsup_valid])',
-           'valid = torch.cat([sup_valid, unsup_valid]) & False',
+    Mutant('consistency_always_skipped', ICT_HEAD,
+           'pseudo.lesion_images(self.lesion_index, self.min_lesion_pixels)',
+           'pseudo.lesion_images(self.lesion_index, self.min_lesion_pixels)'
+           ' & False',
            (T_WIRING, )),
-    Mutant('no_unlabelled_pixel_anchors', SEGMENTOR,
+    Mutant('no_unlabelled_pixel_anchors', PIX_HEAD,
            'anchors = torch.cat([sup_valid, zones.reliable & region])',
            'anchors = torch.cat([sup_valid, zones.reliable & region & False])',
            (T_WIRING, )),
-    Mutant('no_ambiguous_image_negatives', SEGMENTOR,
+    Mutant('no_ambiguous_image_negatives', IMG_HEAD,
            'cls_zones.negative_classes & usable[:, None]',
            'cls_zones.negative_classes & usable[:, None] & False',
            (T_WIRING, )),
@@ -104,31 +117,57 @@ MUTANTS: List[Mutant] = [
            '                 joint_student_forward: bool = False,',
            '                 joint_student_forward: bool = True,',
            (T_WARMUP, )),
-    # --- segmentor -------------------------------------------------------
-    Mutant('no_ambiguous_pixel_negatives', SEGMENTOR,
+    Mutant('teacher_warmup_copy_dropped', TEACHER,
+           'if iteration is not None and iteration < warmup_iters:',
+           'if False:',
+           (T_TEACHER, )),
+    # --- segmentor, heads and pseudo-labeller ----------------------------
+    Mutant('no_ambiguous_pixel_negatives', PIX_HEAD,
            'zones.negative_classes & region[:, None]',
            'zones.negative_classes & region[:, None] & False',
            (T_WIRING, )),
-    Mutant('mixed_images_keep_class', SEGMENTOR,
-           "cls_usable = ~teacher['mixed']",
-           "cls_usable = torch.ones_like(teacher['mixed'])",
+    Mutant('pixel_targets_other_thresholds', LABELER,
+           '*self.seg_thresholds), region',
+           '0.5, 0.5), region',
+           (T_LABELER, T_TRACE)),
+    Mutant('mixed_images_keep_class', LABELER,
+           'return ~self.mixed',
+           'return torch.ones_like(self.mixed)',
            (T_WIRING, )),
     Mutant('dense_targets_not_mixed', SEGMENTOR,
-           'teacher = dict(teacher, **dict(zip(dense_keys, mixed_targets)))',
+           'teacher = dict(teacher, **dict(zip(dense, mixed_targets)))',
            'teacher = dict(teacher)',
            (T_WIRING, )),
     Mutant('unsup_cls_mean_over_reliable', SEGMENTOR,
            'avg_factor=max(weight.numel(), 1))',
            'avg_factor=max(int(weight.sum()), 1))',
            (T_WIRING, )),
-    Mutant('padding_gets_pseudo_labels', SEGMENTOR,
-           'seg_zones.reliable & region, seg_zones.pseudo_label,',
+    Mutant('padding_gets_pseudo_labels', LABELER,
+           'seg_zones.reliable & flat_region, seg_zones.pseudo_label,',
            'seg_zones.reliable, seg_zones.pseudo_label,',
-           (T_SEGMENTOR, )),
-    Mutant('lesion_recall_over_reliable_only', SEGMENTOR,
+           (T_SEGMENTOR, T_LABELER)),
+    Mutant('lesion_recall_over_reliable_only', LABELER,
            'lesion_truth = valid & (hidden == self.lesion_index)',
            'lesion_truth = chosen & (hidden == self.lesion_index)',
-           (T_SEGMENTOR, )),
+           (T_SEGMENTOR, T_LABELER)),
+    # --- opt-in issue-20 guards (configs/demo/variants/*_guarded.py) ------
+    Mutant('alignment_sees_no_labelled_labels', SEGMENTOR,
+           'mixed=mixed, labelled_labels=sup_labels, **teacher)',
+           'mixed=mixed, labelled_labels=None, **teacher)',
+           (T_GUARDS, )),
+    Mutant('alignment_ratio_inverted', ALIGN,
+           'aligned = probs * ratio.to(probs.dtype)',
+           'aligned = probs / ratio.to(probs.dtype)',
+           (T_ALIGN, )),
+    Mutant('confident_lesions_ignore_teacher', ICT_HEAD,
+           'return pseudo.cls_usable & (lesion_prob >= '
+           'self.min_lesion_confidence)',
+           'return pseudo.cls_usable',
+           (T_GUARDS, )),
+    Mutant('old_checkpoints_not_renamed', SEGMENTOR,
+           'self._register_load_state_dict_pre_hook(self._rename_old_state)',
+           'pass',
+           (T_COMPAT, )),
     # --- pseudo-labeller and thresholds ------------------------------
     Mutant('reliable_strictly_above_tau_high', ZONES,
            'reliable = confidence >= high_i',
@@ -186,8 +225,8 @@ MUTANTS: List[Mutant] = [
            'set_iteration(runner.iter + 1)',
            T_HOOK),
     Mutant('hook_thresholds_updated_with_previous_iter', HOOK,
-           'model.update_thresholds(runner.iter)',
-           'model.update_thresholds(runner.iter - 1)',
+           'labeler.update(runner.iter)',
+           'labeler.update(runner.iter - 1)',
            T_HOOK),
     Mutant('hook_recall_logged_as_precision', HOOK,
            "message_hub.update_scalar(f'train/pl.{name}',",

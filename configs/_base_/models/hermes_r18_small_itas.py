@@ -19,10 +19,13 @@ model = dict(
     # student.
     ema=dict(momentum=0.01),
     # Threshold statistics adapt over ~100 iterations, not ~1000.
-    seg_threshold=dict(momentum=0.99),
-    cls_threshold=dict(momentum=0.99),
+    pseudo_labeler=dict(
+        seg_threshold=dict(momentum=0.99),
+        cls_threshold=dict(momentum=0.99)),
     unsup_weight=dict(start=semi_warmup_iters, length=semi_ramp_iters),
     contrast_weight=dict(start=semi_warmup_iters, length=semi_ramp_iters),
     consistency_weight=dict(start=semi_warmup_iters, length=semi_ramp_iters),
-    img_projector=dict(in_channels=channels[-1], hidden_channels=128),
-    pix_projector=dict(in_channels=channels[1], hidden_channels=64))
+    img_contrast=dict(
+        projector=dict(in_channels=channels[-1], hidden_channels=128)),
+    pix_contrast=dict(
+        projector=dict(in_channels=channels[1], hidden_channels=64)))

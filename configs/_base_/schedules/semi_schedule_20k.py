@@ -9,7 +9,7 @@ default_hooks = dict(
     visualization=dict(draw=True, pseudo_label_interval=500))
 custom_hooks = [
     dict(
-        type='DualThresholdPseudoLabelHook',
+        type='TeacherThresholdUpdateHook',
         precision_window=50,
         no_pair_warning_iters=100)
 ]

@@ -6,4 +6,4 @@ default_hooks = dict(
     checkpoint=dict(save_best='teacher/seg/dice', rule='greater'),
     # also draw the teacher's pseudo-label zones every 200 iterations
     visualization=dict(draw=True, pseudo_label_interval=200))
-custom_hooks = [dict(type='DualThresholdPseudoLabelHook')]
+custom_hooks = [dict(type='TeacherThresholdUpdateHook')]

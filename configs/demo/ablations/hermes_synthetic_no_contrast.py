@@ -2,7 +2,5 @@
 _base_ = '../hermes_synthetic.py'
 
 model = dict(
-    img_projector=None,
-    img_contrast_loss=None,
-    pix_projector=None,
-    pix_contrast_loss=None)
+    img_contrast=None,
+    pix_contrast=None)

@@ -5,4 +5,4 @@ _base_ = '../hermes_synthetic.py'
 model = dict(
     segmentor=dict(
         task_neck=dict(_delete_=True, type='TaskSplitNeck', cls_in_index=-1)),
-    consistency_attention='cam')
+    consistency=dict(attention='cam'))

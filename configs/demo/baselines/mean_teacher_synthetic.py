@@ -6,14 +6,14 @@ _base_ = '../hermes_synthetic.py'
 model = dict(
     segmentor=dict(
         task_neck=dict(_delete_=True, type='TaskSplitNeck', cls_in_index=-1)),
-    seg_threshold=dict(
-        _delete_=True, type='FixedDualThreshold', tau_low=0.95,
-        tau_high=0.95),
-    cls_threshold=dict(
-        _delete_=True, type='FixedDualThreshold', tau_low=0.9, tau_high=0.9),
-    img_projector=None,
-    img_contrast_loss=None,
-    pix_projector=None,
-    pix_contrast_loss=None,
-    consistency_loss=None,
+    pseudo_labeler=dict(
+        seg_threshold=dict(
+            _delete_=True, type='FixedDualThreshold', tau_low=0.95,
+            tau_high=0.95),
+        cls_threshold=dict(
+            _delete_=True, type='FixedDualThreshold', tau_low=0.9,
+            tau_high=0.9)),
+    img_contrast=None,
+    pix_contrast=None,
+    consistency=None,
     cutmix_prob=0.0)

@@ -2,8 +2,8 @@
 
 Like MMSeg's ``SegVisualizationHook`` this hook only decides *when* and
 *what*; :class:`~hermes_mm.visualization.HermesVisualizer` draws, and the
-model keeps the pseudo-labels it is asked for
-(``HermesSegmentor.record_pseudo_labels`` / ``last_pseudo_labels``).
+model's pseudo-labeller keeps the pseudo-labels it is asked for
+(``DualThresholdPseudoLabeler.record_next`` / ``last_record``).
 """
 import os.path as osp
 from typing import Dict, Optional, Sequence, Tuple
@@ -51,9 +51,9 @@ class HermesVisualizationHook(SegVisualizationHook):
       file name apart.
     - Training, every ``pseudo_label_interval`` iterations: the hook asks
       the model to keep that step's pseudo-labels
-      (``model.record_pseudo_labels = True`` before the step; the model
-      stores detached CPU copies in ``model.last_pseudo_labels``), then
-      draws ``weak view | strong view | zones`` for up to
+      (``model.pseudo_labeler.record_next = True`` before the step; it
+      stores detached CPU copies in ``model.pseudo_labeler.last_record``),
+      then draws ``weak view | strong view | zones`` for up to
       ``max_pseudo_label_images`` unlabelled images, named
       ``train_pseudo_label_<i>``. Other iterations cost nothing.
 
@@ -183,7 +183,8 @@ class HermesVisualizationHook(SegVisualizationHook):
         if not (self.draw and self.pseudo_label_interval):
             return
         model = unwrap(runner.model)
-        if not hasattr(model, 'record_pseudo_labels'):
+        if not hasattr(getattr(model, 'pseudo_labeler', None),
+                       'record_next'):
             print_log(
                 f'{type(model).__name__} keeps no pseudo-labels (only '
                 'HermesSegmentor does): pseudo-label panels are off.',
@@ -204,7 +205,7 @@ class HermesVisualizationHook(SegVisualizationHook):
         if (self.draw and self.pseudo_label_interval
                 and self.every_n_train_iters(runner,
                                              self.pseudo_label_interval)):
-            unwrap(runner.model).record_pseudo_labels = True
+            unwrap(runner.model).pseudo_labeler.record_next = True
 
     def after_train_iter(self,
                          runner,
@@ -213,10 +214,11 @@ class HermesVisualizationHook(SegVisualizationHook):
                          outputs: Optional[dict] = None) -> None:
         """Draw the pseudo-labels the model kept, then release them."""
         model = unwrap(runner.model)
-        record = getattr(model, 'last_pseudo_labels', None)
+        labeler = getattr(model, 'pseudo_labeler', None)
+        record = getattr(labeler, 'last_record', None)
         if not self.draw or record is None:
             return
-        model.last_pseudo_labels = None
+        labeler.last_record = None
         self.draw_pseudo_labels(runner, model, record)
 
     def draw_pseudo_labels(self, runner, model, record: dict) -> None:

@@ -7,7 +7,7 @@ https://arxiv.org/abs/2004.11362) pulls together embeddings of the same class
 and pushes apart the others. Hermes feeds it labelled images (true labels)
 and *reliable* unlabelled images (pseudo-labels) as anchors, and uses
 *ambiguous* unlabelled images only as extra negatives for the classes they
-are confidently not (see :mod:`hermes_mm.models.utils.dual_threshold`). A
+are confidently not (see :mod:`hermes_mm.models.pseudo_labels.zones`). A
 per-class FIFO queue of past embeddings (as in MoCo, He et al., CVPR 2020,
 https://arxiv.org/abs/1911.05722) supplies positives when a small medical
 batch holds a single image of a class.

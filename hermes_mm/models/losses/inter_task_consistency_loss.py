@@ -14,7 +14,7 @@ lesion:
 Images without a lesion (BUSI "normal") are skipped through ``valid``: there
 is nothing to localise and a CAM on them is meaningless.
 """
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 import torch.nn as nn
@@ -152,7 +152,9 @@ def inter_task_consistency_loss(feat_map: Tensor,
 class InterTaskConsistencyLoss(nn.Module):
     """Inter-task consistency loss, see :func:`inter_task_consistency_loss`.
 
-    Returns two items, ``{loss_name}_feat`` and ``{loss_name}_map``.
+    Returns the two weighted terms ``(feature, map)`` as tensors, like
+    every loss module here; ``InterTaskConsistencyHead`` names them
+    ``{loss_name}_feat`` and ``{loss_name}_map`` in the loss dict.
 
     Args:
         feature_weight (float): Weight of the feature term. Defaults to 1.0.
@@ -193,13 +195,11 @@ class InterTaskConsistencyLoss(nn.Module):
         return self._loss_name
 
     def forward(self, feat_map: Tensor, seg_prob: Tensor, cls_attn: Tensor,
-                valid: Tensor) -> Dict[str, Tensor]:
-        """Weighted ``{loss_name}_feat`` and ``{loss_name}_map``; arguments
-        as in :func:`inter_task_consistency_loss`."""
+                valid: Tensor) -> Tuple[Tensor, Tensor]:
+        """Weighted ``(feature term, map term)``; arguments as in
+        :func:`inter_task_consistency_loss`."""
         losses = inter_task_consistency_loss(
             feat_map, seg_prob, cls_attn, valid, self.feature_weight,
             self.map_weight, self.detach, self.eps)
-        return {
-            f'{self.loss_name}_{key[len("loss_"):]}': self.loss_weight * value
-            for key, value in losses.items()
-        }
+        return (self.loss_weight * losses['loss_feat'],
+                self.loss_weight * losses['loss_map'])

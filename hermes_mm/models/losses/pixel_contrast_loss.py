@@ -4,7 +4,7 @@ pixel-level contrastive term of Hermes, arXiv 2508.02265).
 Sampled anchor pixels (labelled, or reliable pseudo-labelled) are pulled to
 their class prototype and pushed from pixels of other classes, from
 *ambiguous* pixels that are confidently not their class (hard negatives, see
-:mod:`hermes_mm.models.utils.dual_threshold`) and from the other classes'
+:mod:`hermes_mm.models.pseudo_labels.zones`) and from the other classes'
 prototypes: an InfoNCE loss (van den Oord et al., 2018,
 https://arxiv.org/abs/1807.03748) with prototype positives as in ReCo
 (Liu et al., ICLR 2022, https://arxiv.org/abs/2104.04465).

@@ -1,9 +1,8 @@
 from .batch_norm_stats import frozen_bn_running_stats
 from .cutmix import cutmix_batch, sample_box
-from .dual_threshold import Zones, dual_threshold_zones
 from .finite_losses import (FiniteLossesMixin, NonFiniteLossError,
                             non_finite_terms)
-from .foreach_ema import ForeachExponentialMovingAverage
+from .teacher_ema import ForeachExponentialMovingAverage, step_teacher
 from .lesion_share_gate import LesionShareGate, lesion_share_gate
 from .lesion_decision import check_lesion_classes, mask_decides_lesion
 from .ramp_schedule import RAMP_SHAPES, RampSchedule
@@ -14,11 +13,11 @@ __all__ = [
     'FiniteLossesMixin', 'ForeachExponentialMovingAverage',
     'LesionShareGate', 'lesion_share_gate',
     'NonFiniteLossError', 'RAMP_SHAPES', 'RampSchedule',
-    'Zones', 'check_lesion_classes', 'check_min_area',
+    'check_lesion_classes', 'check_min_area',
     'cutmix_batch',
-    'dual_threshold_zones', 'frozen_bn_running_stats',
+    'frozen_bn_running_stats',
     'mask_decides_lesion',
     'non_finite_terms',
     'remove_small_components',
-    'sample_box', 'test_cfg_key'
+    'sample_box', 'step_teacher', 'test_cfg_key'
 ]

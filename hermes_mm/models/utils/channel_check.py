@@ -179,7 +179,9 @@ def check_channels(student_cfg: dict,
                    pix_projector_cfg: Optional[dict] = None,
                    pix_in_index: int = 0,
                    student_prefix: str = 'model.',
-                   projector_prefix: str = 'model.') -> None:
+                   projector_prefix: str = 'model.',
+                   projector_names: Optional[Dict[str, str]] = None
+                   ) -> None:
     """Fill in unset channel keys and raise one error for wrong ones.
 
     Modifies the configs in place: an unset ``in_channels`` (absent or
@@ -197,6 +199,9 @@ def check_channels(student_cfg: dict,
         student_prefix (str): Config path of the student in messages
             (``'model.'``, Hermes: ``'model.segmentor.'``).
         projector_prefix (str): Config path of the projectors' parent.
+        projector_names (dict, optional): Config name of each projector
+            in messages, e.g. ``{'img_projector': 'img_contrast.projector'}``
+            (default: the keys themselves).
 
     Raises:
         ChannelMismatchError: Listing every key that disagrees with the
@@ -218,7 +223,8 @@ def check_channels(student_cfg: dict,
         if path[0] == 'student':
             name = student_prefix + '.'.join(path[1:] + ('in_channels', ))
         else:
-            name = f'{projector_prefix}{path[0]}.in_channels'
+            shown = (projector_names or {}).get(path[0], path[0])
+            name = f'{projector_prefix}{shown}.in_channels'
         current = node.get('in_channels')
         if current is None:
             node['in_channels'] = value

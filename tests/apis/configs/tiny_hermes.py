@@ -19,13 +19,14 @@ model = dict(
         decode_head=dict(in_channels=channels, channels=16),
         cls_head=dict(in_channels=channels[-1])),
     data_preprocessor=dict(data_preprocessor=dict(size=size)),
-    img_projector=dict(
-        in_channels=channels[-1], hidden_channels=16, out_channels=8),
-    img_contrast_loss=dict(feat_dim=8, queue_size_per_class=4),
-    pix_projector=dict(
-        in_channels=channels[1], hidden_channels=8, out_channels=8),
-    pix_contrast_loss=dict(
-        feat_dim=8, num_anchors_per_class=16, num_negatives=32),
+    img_contrast=dict(
+        projector=dict(
+            in_channels=channels[-1], hidden_channels=16, out_channels=8),
+        loss=dict(feat_dim=8, queue_size_per_class=4)),
+    pix_contrast=dict(
+        projector=dict(
+            in_channels=channels[1], hidden_channels=8, out_channels=8),
+        loss=dict(feat_dim=8, num_anchors_per_class=16, num_negatives=32)),
     unsup_weight=dict(start=0, length=1),
     contrast_weight=dict(start=0, length=1),
     consistency_weight=dict(start=0, length=1))

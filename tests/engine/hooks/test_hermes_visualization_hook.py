@@ -76,7 +76,7 @@ def trained(tmp_path_factory):
     cfg.visualizer.name = f'visualizer_{tmp.name}'
     # Thresholds an untrained teacher's pixels straddle, so every zone
     # shows up (binary confidence is in [0.5, 1]).
-    cfg.model.seg_threshold = dict(
+    cfg.model.pseudo_labeler.seg_threshold = dict(
         type='FixedDualThreshold', tau_low=0.51, tau_high=0.53)
     cfg.default_hooks.visualization = dict(
         type='HermesVisualizationHook',
@@ -114,8 +114,8 @@ def test_pseudo_label_panels_only_when_due(trained):
     model = trained['runner'].model
     # Asked before iteration 2 only (interval 2); the request is one-shot.
     assert [it for it, _ in trained['records']] == [1]
-    assert model.record_pseudo_labels is False
-    assert model.last_pseudo_labels is None
+    assert model.pseudo_labeler.record_next is False
+    assert model.pseudo_labeler.last_record is None
     panels = [(n, img, s) for n, img, s in trained['images']
               if n.startswith('train_pseudo_label_')]
     assert [(n, s) for n, _, s in panels] == [

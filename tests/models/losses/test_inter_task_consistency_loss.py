@@ -97,11 +97,16 @@ def test_module_keys_weights_and_registry():
         dict(type='InterTaskConsistencyLoss', feature_weight=2.0,
              map_weight=3.0, loss_weight=0.5))
     assert isinstance(loss_mod, InterTaskConsistencyLoss)
+    # The module returns the weighted (feature, map) terms;
+    # InterTaskConsistencyHead names them {loss_name}_feat / _map.
+    assert loss_mod.loss_name == 'loss_ict'
     out = loss_mod(*_two_by_two())
-    assert set(out) == {'loss_ict_feat', 'loss_ict_map'}
-    assert out['loss_ict_feat'].item() == pytest.approx(
+    assert isinstance(out, tuple) and len(out) == 2
+    feat, map_ = out
+    assert torch.is_tensor(feat) and torch.is_tensor(map_)
+    assert feat.item() == pytest.approx(
         0.5 * 2.0 * (1 - 1 / math.sqrt(2)), abs=1e-6)
-    assert out['loss_ict_map'].item() == pytest.approx(0.5 * 3.0 * 0.125)
+    assert map_.item() == pytest.approx(0.5 * 3.0 * 0.125)
 
 
 @pytest.mark.parametrize('kwargs,msg', [

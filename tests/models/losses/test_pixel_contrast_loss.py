@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hermes_mm.models.losses.pixel_contrast_loss import (PixelContrastLoss,
                                                          pixel_contrast_loss,
                                                          sample_pixel_contrast)
-from hermes_mm.models.utils.dual_threshold import dual_threshold_zones
+from hermes_mm.models.pseudo_labels import dual_threshold_zones
 from hermes_mm.registry import MODELS
 
 # The package re-exports a function of the same name: import the module.

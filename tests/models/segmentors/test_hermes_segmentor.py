@@ -1,8 +1,9 @@
 """Tests of HermesSegmentor: EMA teacher (closed form, frozen, eval mode),
 the iteration contract, ramped loss weights, DDP-safe losses when nothing is
 reliable or nothing is lesion, pseudo-label selection wiring (zones,
-padding, CutMix), ablation key sets, predict_on, diagnostics and threshold
-updates. The model is the small config shrunk to 64 x 64 inputs."""
+padding, CutMix), ablation key sets, predict_on, the pseudo-labeller's
+diagnostics and threshold updates. The model is the small config shrunk to
+64 x 64 inputs."""
 import contextlib
 import copy
 import math
@@ -17,8 +18,7 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 import hermes_mm  # noqa: F401  (compat first: mmcv-lite fallback ops)
-from hermes_mm.models.segmentors.hermes_segmentor import (HermesSegmentor,
-                                                          clear_lesion_free)
+from hermes_mm.models.segmentors.hermes_segmentor import HermesSegmentor
 from hermes_mm.registry import MODELS
 
 CFG = osp.join(osp.dirname(__file__), '..', '..', '..', 'configs', '_base_',
@@ -53,18 +53,19 @@ def model():
 @contextlib.contextmanager
 def thresholds(model, seg=None, cls=None):
     """Temporarily set both policies' (tau_low, tau_high) buffers."""
-    saved = [copy.deepcopy(model.seg_threshold.state_dict()),
-             copy.deepcopy(model.cls_threshold.state_dict())]
-    for policy, values in ((model.seg_threshold, seg),
-                           (model.cls_threshold, cls)):
+    labeler = model.pseudo_labeler
+    saved = [copy.deepcopy(labeler.seg_threshold.state_dict()),
+             copy.deepcopy(labeler.cls_threshold.state_dict())]
+    for policy, values in ((labeler.seg_threshold, seg),
+                           (labeler.cls_threshold, cls)):
         if values is not None:
             policy.tau_low.fill_(values[0])
             policy.tau_high.fill_(values[1])
     try:
         yield
     finally:
-        model.seg_threshold.load_state_dict(saved[0])
-        model.cls_threshold.load_state_dict(saved[1])
+        labeler.seg_threshold.load_state_dict(saved[0])
+        labeler.cls_threshold.load_state_dict(saved[1])
 
 
 def _sample(img_shape=(S, S), mask=None, label=None, hidden=False):
@@ -145,17 +146,16 @@ def expected_pseudo_masks(unsup_shapes):
 def patch_teacher(monkeypatch, model):
     """Keep the real teacher call (region, hidden targets) but replace its
     probabilities with the hand-made ones."""
-    original = model.teacher_pseudo_labels
+    original = model.teacher_predictions
 
-    def teacher_pseudo_labels(weak_inputs, data_samples):
+    def teacher_predictions(weak_inputs, data_samples):
         out = original(weak_inputs, data_samples)
         lesion = hand_lesion_prob(weak_inputs.shape[0])
         out['seg_probs'] = torch.stack([1 - lesion, lesion], dim=1)
         out['cls_probs'] = HAND_CLS[:weak_inputs.shape[0]].clone()
         return out
 
-    monkeypatch.setattr(model, 'teacher_pseudo_labels',
-                        teacher_pseudo_labels)
+    monkeypatch.setattr(model, 'teacher_predictions', teacher_predictions)
 
 
 def spy(monkeypatch, obj, name):
@@ -213,8 +213,9 @@ def normal_losses(model):
         model.set_iteration(LATE)
         with thresholds(model, seg=(0.75, 0.95), cls=(0.6, 0.9)):
             losses = _run_loss(model, make_batch())
+            # the confidence statistics kept for the threshold update
             stats = {k: tuple(t.clone() for t in v)
-                     for k, v in model.threshold_stats.items()}
+                     for k, v in model.pseudo_labeler._pending.items()}
         missing = trainable_without_grad(model)
         teacher_grads = [n for n, p in model.teacher.named_parameters()
                          if p.grad is not None]
@@ -295,7 +296,7 @@ def test_threshold_stats_cover_the_unlabelled_batch(normal_losses):
 
 def test_loss_before_set_iteration_raises(model, monkeypatch):
     monkeypatch.setattr(model, 'iteration', None)
-    with pytest.raises(RuntimeError, match='DualThresholdPseudoLabelHook'):
+    with pytest.raises(RuntimeError, match='TeacherThresholdUpdateHook'):
         model.loss(*make_batch())
     with pytest.raises(RuntimeError, match='custom_hooks'):
         model.loss_weights()
@@ -361,7 +362,7 @@ def test_pseudo_label_selection_wiring(model, monkeypatch, cutmix_prob):
     batch = make_batch(unsup_shapes=shapes)
     strong = batch[0]['unsup_strong']
     patch_teacher(monkeypatch, model)
-    selections = spy(monkeypatch, model, 'select_pseudo_labels')
+    selections = spy(monkeypatch, model.pseudo_labeler, 'forward')
     forwards = spy(monkeypatch, model.student, 'forward_train')
     seg_calls = spy(monkeypatch, model.student, 'seg_losses')
     monkeypatch.setattr(model, 'cutmix_prob', cutmix_prob)
@@ -372,13 +373,13 @@ def test_pseudo_label_selection_wiring(model, monkeypatch, cutmix_prob):
     student_x = torch.cat([args[0] for args, _ in forwards])
     student_logits = torch.cat([out.cls_logits for _, out in forwards])
     expected = expected_pseudo_masks(shapes)
-    masks = selected['pseudo_masks']
+    masks = selected.masks
     assert masks.shape == (B_U, S, S)
     # the unsupervised seg loss is fed exactly these masks
     (_, _), (unsup_args, _) = seg_calls
     fed = torch.stack([s.gt_sem_seg.data[0] for s in unsup_args[1]])
     assert torch.equal(fed, masks)
-    cls_zones = selected['cls_zones']
+    cls_zones = selected.cls_zones
     assert cls_zones.reliable.tolist() == [True, False]
     assert cls_zones.ambiguous.tolist() == [False, True]
     mixed_x = student_x[B_L:]
@@ -386,14 +387,16 @@ def test_pseudo_label_selection_wiring(model, monkeypatch, cutmix_prob):
     if cutmix_prob == 0.0:
         assert torch.equal(mixed_x, strong)
         assert torch.equal(masks, expected)
-        assert selected['cls_usable'].tolist() == [True, True]
+        assert selected.cls_usable.tolist() == [True, True]
+        assert selected.cls_reliable.tolist() == [True, False]
         # reliable image 0 only, averaged over both unlabelled images
         ce = F.cross_entropy(logits[:1], torch.tensor([0])) / B_U
         assert torch.allclose(losses['unsup.cls.loss_cls'], ce, atol=1e-6)
         assert float(losses['zone.cls.reliable']) == 0.5
         assert float(losses['zone.cls.usable']) == 1.0
     else:
-        assert selected['cls_usable'].tolist() == [False, False]
+        assert selected.cls_usable.tolist() == [False, False]
+        assert selected.cls_reliable.tolist() == [False, False]
         assert float(losses['unsup.cls.loss_cls']) == 0.0
         assert float(losses['zone.cls.reliable']) == 0.0
         assert float(losses['zone.cls.usable']) == 0.0
@@ -407,54 +410,18 @@ def test_pseudo_label_selection_wiring(model, monkeypatch, cutmix_prob):
             assert torch.equal(masks[i][~box], expected[i][~box])
 
 
-@pytest.mark.parametrize('cutmix_prob', [0.0, 1.0])
-def test_lesion_free_images_get_background_pseudo_labels(
-        model, monkeypatch, cutmix_prob):
-    """With ``lesion_free_background`` the reliable lesion pixels of an
-    unmixed image reliably classified into a lesion-free class become
-    background; ambiguous images and mixed views are left alone."""
-    shapes = [(S, S), (S, S)]
-    batch = make_batch(unsup_shapes=shapes)
-    patch_teacher(monkeypatch, model)
-    selections = spy(monkeypatch, model, 'select_pseudo_labels')
-    monkeypatch.setattr(model, 'cutmix_prob', cutmix_prob)
-    # Pretend class 0 (image 0's reliable class, 0.95) has no lesion.
-    monkeypatch.setattr(model, 'lesion_classes', [1, 2])
-    monkeypatch.setattr(model, 'lesion_free_background', True)
-    hand_threshold_loss(model, batch)
-    (_, selected), = selections
-    masks = selected['pseudo_masks']
-    if cutmix_prob == 1.0:
-        lesion = (masks == 1).flatten(1).any(dim=1)
-        assert lesion.tolist() == [True, True]  # mixed: never cleared
-        return
-    expected = expected_pseudo_masks(shapes)
-    cleared = expected[0].clone()
-    cleared[cleared == 1] = 0  # lesion -> background, ignore stays ignore
-    assert (expected[0] == 1).any() and (expected[0] == IGNORE).any()
-    assert torch.equal(masks[0], cleared)
-    assert torch.equal(masks[1], expected[1])  # ambiguous image: unchanged
-
-
-def test_clear_lesion_free_by_hand():
-    masks = torch.tensor([[[0, 1], [255, 1]], [[1, 1], [0, 255]]])
-    out = clear_lesion_free(masks, torch.tensor([True, False]),
-                            lesion_index=1, background_index=0)
-    assert out.tolist() == [[[0, 0], [255, 0]], [[1, 1], [0, 255]]]
-    assert masks[0, 0, 1] == 1  # input not modified
-
-
 # ------------------------------------------------------------ ablations
 @pytest.mark.parametrize('overrides, present, absent', [
-    (dict(img_projector=None, img_contrast_loss=None,
-          consistency_loss=None), {'con.loss_con_pix'},
+    (dict(img_contrast=None, consistency=None), {'con.loss_con_pix'},
      {'con.loss_con_img', 'ict.loss_ict_feat', 'ict.loss_ict_map'}),
-    (dict(pix_projector=None, pix_contrast_loss=None),
+    (dict(pix_contrast=None),
      {'con.loss_con_img', 'ict.loss_ict_feat', 'ict.loss_ict_map'},
      {'con.loss_con_pix'}),
 ])
 def test_ablation_variants_key_sets(overrides, present, absent):
     model = _build(**overrides)
+    for name, value in overrides.items():
+        assert getattr(model, name) is None, name
     model.set_iteration(LATE)
     model.train()
     with torch.no_grad():
@@ -468,10 +435,13 @@ def test_ablation_variants_key_sets(overrides, present, absent):
     assert keys - sup_unsup == present
 
 
-def test_projector_without_loss_is_rejected():
-    with pytest.raises(ValueError, match='img_projector and '
-                       'img_contrast_loss must be given together'):
-        _build(img_contrast_loss=None)
+@pytest.mark.parametrize('head', ['img_contrast', 'pix_contrast'])
+def test_projector_without_loss_is_rejected(head):
+    cfg = _model_cfg()
+    del cfg[head]['loss']
+    init_default_scope('mmseg')
+    with pytest.raises(TypeError, match="'loss'"):
+        MODELS.build(cfg)
 
 
 def test_invalid_options_are_rejected():
@@ -479,10 +449,8 @@ def test_invalid_options_are_rejected():
         _build(predict_on='both')
     with pytest.raises(ValueError, match='1.5'):
         _build(cutmix_prob=1.5)
-    with pytest.raises(ValueError, match='needs lesion_classes'):
-        _build(lesion_free_background=True, lesion_classes=None)
-    with pytest.raises(ValueError, match='must differ'):
-        _build(background_index=1, lesion_index=1)
+    with pytest.raises(ValueError, match="'both'"):
+        _build(consistency=dict(attention='both'))
 
 
 # -------------------------------------------------------------- predict
@@ -551,10 +519,10 @@ def test_pseudo_label_stats_on_a_hand_case(model):
         hidden_masks=hidden_masks,
         hidden_labels=torch.tensor([0, 2, 0, -1]))
     with thresholds(model, seg=(0.75, 0.95), cls=(0.6, 0.9)):
-        teacher.update(model.select_pseudo_labels(teacher))
-        stats = model.pseudo_label_diagnostics(teacher)
+        pseudo = model.pseudo_labeler(**teacher)
+        stats = model.pseudo_labeler.diagnostics(pseudo)
     # seg, image 0: chosen (0,0) (0,1) (1,0) (1,1), correct all but (0,1)
-    stats_pl = model.pseudo_label_stats
+    stats_pl = model.pseudo_labeler.pop_counts()
     assert stats_pl['seg.precision'] == (3.0 + 8.0 + 0.0, 4.0 + 8.0 + 8.0)
     # lesion pixels only: labelled lesion (0,0) (0,1) (1,0) + 8 + 8, of
     # which (0,0) (1,0) + 8 are lesion; hidden lesion (0,0) (0,2)
@@ -578,9 +546,11 @@ def test_pseudo_label_stats_on_a_hand_case(model):
     assert float(stats['zone.seg.unreliable']) == 0
     assert float(stats['zone.cls.reliable']) == 1.0
     # pseudo masks: padding and the ambiguous pixel are ignored
-    assert teacher['pseudo_masks'][0].tolist() == [[1, 1, IGNORE, IGNORE],
-                                                   [1, 0, 1, IGNORE]]
-    assert (teacher['pseudo_masks'][3] == IGNORE).all()
+    assert pseudo.masks[0].tolist() == [[1, 1, IGNORE, IGNORE],
+                                        [1, 0, 1, IGNORE]]
+    assert (pseudo.masks[3] == IGNORE).all()
+    # the counts are handed out once
+    assert model.pseudo_labeler.pop_counts() == {}
 
 
 def test_no_hidden_labels_means_no_precision(model):
@@ -589,13 +559,13 @@ def test_no_hidden_labels_means_no_precision(model):
                    cls_probs=torch.tensor([[0.95, 0.03, 0.02]]),
                    region=torch.ones(1, 2, 2, dtype=torch.bool),
                    mixed=torch.tensor([False]))
-    teacher.update(model.select_pseudo_labels(teacher))
-    model.pseudo_label_diagnostics(teacher)
-    assert model.pseudo_label_stats == {}
+    model.pseudo_labeler.diagnostics(model.pseudo_labeler(**teacher))
+    assert model.pseudo_labeler.pop_counts() == {}
 
 
 def test_update_thresholds_follows_adaptive_closed_form(model):
-    seg_policy, cls_policy = model.seg_threshold, model.cls_threshold
+    labeler = model.pseudo_labeler
+    seg_policy, cls_policy = labeler.seg_threshold, labeler.cls_threshold
     saved = [copy.deepcopy(seg_policy.state_dict()),
              copy.deepcopy(cls_policy.state_dict())]
     try:
@@ -604,13 +574,13 @@ def test_update_thresholds_follows_adaptive_closed_form(model):
         sigma0 = seg_policy.class_confidence.tolist()
         tau_g0 = float(seg_policy.global_confidence)
         # the configured policy: momentum, margin, high_range, low_floor
-        cfg = _model_cfg().seg_threshold
+        cfg = _model_cfg().pseudo_labeler.seg_threshold
         m, margin, floor = cfg.momentum, cfg.margin, cfg.low_floor
         lo, hi = cfg.high_range
         sums, counts = [90.0, 6.0], [100.0, 10.0]
-        model.threshold_stats = dict(
+        labeler._pending = dict(
             seg=(torch.tensor(sums), torch.tensor(counts)))
-        model.update_thresholds(iteration=7)
+        labeler.update(iteration=7)
         tau_g = m * tau_g0 + (1 - m) * sum(sums) / sum(counts)
         sigma = [m * s + (1 - m) * a / c
                  for s, a, c in zip(sigma0, sums, counts)]
@@ -624,15 +594,15 @@ def test_update_thresholds_follows_adaptive_closed_form(model):
         for a, b in zip(cls_policy.thresholds(), cls_before):
             assert torch.equal(a, b)
         # statistics are consumed
-        assert model.threshold_stats == {}
+        assert labeler._pending == {}
     finally:
         seg_policy.load_state_dict(saved[0])
         cls_policy.load_state_dict(saved[1])
 
 
 def test_gather_pixels_matches_flattened_rows():
-    from hermes_mm.models.segmentors.hermes_segmentor import (flatten_pixels,
-                                                              gather_pixels)
+    from hermes_mm.models.heads.pixel_contrast_head import gather_pixels
+    from hermes_mm.models.pseudo_labels import flatten_pixels
     x = torch.randn(3, 5, 4, 6, requires_grad=True)
     index = torch.tensor([0, 7, 30, 71])
     torch.testing.assert_close(
@@ -641,12 +611,15 @@ def test_gather_pixels_matches_flattened_rows():
     assert int((x.grad.flatten(2).abs().sum(1) > 0).sum()) == 4
 
 
-def test_teacher_copies_student_during_warmup_then_ema():
+@pytest.mark.parametrize('ema_type', ['ForeachExponentialMovingAverage',
+                                      'ExponentialMovingAverage'])
+def test_teacher_copies_student_during_warmup_then_ema(ema_type):
     """Before ``teacher_warmup_iters`` the teacher is the student's copy;
-    from then on one EMA step per call."""
-    ema = dict(type='ForeachExponentialMovingAverage', momentum=0.25,
-               update_buffers=True)
+    from then on one EMA step per call, whichever averaged model type the
+    config names (MMEngine's plain EMA keeps the warm-up too)."""
+    ema = dict(type=ema_type, momentum=0.25, update_buffers=True)
     model = _build(teacher_warmup_iters=2, ema=ema)
+    assert type(model.teacher).__name__ == ema_type
     model.init_weights()
 
     def first_param(module):
@@ -685,8 +658,7 @@ def test_lesion_pixels_given_reliable_background_are_counted(model):
         mixed=torch.tensor([False]),
         hidden_masks=torch.ones(1, 1, 4, dtype=torch.long))
     with thresholds(model, seg=(0.75, 0.95), cls=(0.6, 0.9)):
-        teacher.update(model.select_pseudo_labels(teacher))
-        model.pseudo_label_diagnostics(teacher)
-    stats = model.pseudo_label_stats
+        model.pseudo_labeler.diagnostics(model.pseudo_labeler(**teacher))
+    stats = model.pseudo_labeler.pop_counts()
     assert stats['seg.lesion.as_background'] == (1.0, 4.0)
     assert stats['seg.lesion.recall'] == (1.0, 4.0)

@@ -42,7 +42,7 @@ from .test_hermes_segmentor import spy
 CFG = osp.join(osp.dirname(__file__), '..', '..', '..', 'configs', '_base_',
                'models', 'hermes_r18_small_itas.py')
 S = 64  # input size
-STRIDE = 8  # pixel-contrast features (pix_in_index=1): 8 x 8
+STRIDE = 8  # pixel-contrast features (pix_contrast.in_index=1): 8 x 8
 G = S // STRIDE
 IGNORE = 255
 LATE = 10**6  # after every ramp-up
@@ -61,13 +61,14 @@ def build(cutmix_prob=0.0):
     cfg.cutmix_prob = cutmix_prob
     # Budgets above the 4 x 8 x 8 pixels: every candidate is sampled, so the
     # pixel loss is deterministic and has a closed form.
-    cfg.pix_contrast_loss.num_anchors_per_class = 10**4
-    cfg.pix_contrast_loss.num_negatives = 10**4
+    cfg.pix_contrast.loss.num_anchors_per_class = 10**4
+    cfg.pix_contrast.loss.num_negatives = 10**4
     model = MODELS.build(cfg)
     model.init_weights()
+    labeler = model.pseudo_labeler
     with torch.no_grad():
-        for policy, (low, high) in ((model.seg_threshold, SEG_TAU),
-                                    (model.cls_threshold, CLS_TAU)):
+        for policy, (low, high) in ((labeler.seg_threshold, SEG_TAU),
+                                    (labeler.cls_threshold, CLS_TAU)):
             policy.tau_low.fill_(low)
             policy.tau_high.fill_(high)
     model.set_iteration(LATE)
@@ -158,9 +159,9 @@ def run(model, monkeypatch, batch=None):
     monkeypatch.setattr(model.teacher.module, 'forward_train', hand_teacher)
     forwards = spy(monkeypatch, model.student, 'forward_train')
     before = dict(
-        queue=model.img_contrast_loss.queued(),
-        prototypes=model.pix_contrast_loss.prototypes.clone(),
-        proto_valid=model.pix_contrast_loss.proto_valid.clone())
+        queue=model.img_contrast.loss_module.queued(),
+        prototypes=model.pix_contrast.loss_module.prototypes.clone(),
+        proto_valid=model.pix_contrast.loss_module.proto_valid.clone())
     torch.manual_seed(1)
     losses = model.loss(*(batch or make_batch()))
     # One student forward over labelled + strong images, or one per part:
@@ -237,7 +238,7 @@ def hand_supcon(emb, labels, anchors, negatives, temperature):
 def hand_pixel_contrast(model, outputs, lesion_prob, before):
     """Prototype InfoNCE with everything sampled and no valid prototype:
     centres are the batch means of the anchors."""
-    feats = outputs.task_feats.seg_feats[model.pix_in_index]
+    feats = outputs.task_feats.seg_feats[model.pix_contrast.in_index]
     gt = sup_masks()[:, ::STRIDE, ::STRIDE].flatten()  # nearest
     probs = F.adaptive_avg_pool2d(
         torch.stack([1 - lesion_prob, lesion_prob], 1), (G, G))
@@ -258,11 +259,13 @@ def hand_pixel_contrast(model, outputs, lesion_prob, before):
         used |= a | n
     index = used.nonzero().flatten()
     rows = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])[index]
-    emb = F.normalize(model.pix_projector.forward_pixels(rows), dim=1)
+    emb = F.normalize(
+        model.pix_contrast.projector.forward_pixels(rows), dim=1)
     assert not before['proto_valid'].any()
     centres = {c: F.normalize(emb[a[index]].detach().sum(0), dim=0)
                for c, (a, _) in per_class.items()}
-    temperature = model.pix_contrast_loss.temperature
+    pix_loss = model.pix_contrast.loss_module
+    temperature = pix_loss.temperature
     total, count = 0., 0
     for c, (a, n) in per_class.items():
         keys = [centres[c]] + list(emb[n[index]]) + [
@@ -270,7 +273,7 @@ def hand_pixel_contrast(model, outputs, lesion_prob, before):
         logits = emb[a[index]] @ torch.stack(keys).t() / temperature
         total = total + (logits.logsumexp(1) - logits[:, 0]).sum()
         count += int(a.sum())
-    return model.pix_contrast_loss.loss_weight * total / count, dict(
+    return pix_loss.loss_weight * total / count, dict(
         unsup_anchors=int(reliable_u.sum()),
         hard=int(negative_u.any(1).sum()))
 
@@ -349,19 +352,19 @@ def test_image_pseudo_label_is_the_reliable_weak_class(unmixed):
 def test_image_contrast_anchors_and_ambiguous_negatives(unmixed):
     model, losses, _, outputs, before = unmixed
     assert before['queue'][0].numel() == 0  # no positives from the queue
-    emb = model.img_projector(outputs.task_feats.cls_vec)
+    img_loss = model.img_contrast.loss_module
+    emb = model.img_contrast.projector(outputs.task_feats.cls_vec)
     labels = torch.tensor(SUP_LABELS + [0, 1])
     anchors = torch.tensor([True, True, True, False])  # image 1 ambiguous
     negatives = torch.zeros(4, 3, dtype=torch.bool)
     negatives[3, [0, 2]] = True
     want = hand_supcon(emb, labels, anchors, negatives,
-                       model.img_contrast_loss.temperature)
+                       img_loss.temperature)
     assert_close(losses['con.loss_con_img'],
-                 W_CON * model.img_contrast_loss.loss_weight * want,
-                 'con.loss_con_img')
+                 W_CON * img_loss.loss_weight * want, 'con.loss_con_img')
     # the ambiguous image matters: without it the value differs
     without = hand_supcon(emb, labels, anchors, torch.zeros_like(negatives),
-                          model.img_contrast_loss.temperature)
+                          img_loss.temperature)
     assert not torch.allclose(without, want, rtol=1e-4)
 
 
@@ -373,7 +376,7 @@ def test_pixel_contrast_anchors_and_hard_negatives(unmixed):
     assert_close(losses['con.loss_con_pix'], W_CON * want,
                  'con.loss_con_pix')
     # prototypes were set from this step's anchors
-    assert model.pix_contrast_loss.proto_valid.all()
+    assert model.pix_contrast.loss_module.proto_valid.all()
 
 
 def test_consistency_covers_every_lesion_image(unmixed):
@@ -433,12 +436,13 @@ def test_prototype_update_runs_when_nothing_is_sampled(monkeypatch):
     hangs on the other ranks' all-reduce."""
     model = build(cutmix_prob=0.0)
     with torch.no_grad():  # nothing reliable (0.99 < 1)
-        model.seg_threshold.tau_low.fill_(1.0)
-        model.seg_threshold.tau_high.fill_(1.0)
+        model.pseudo_labeler.seg_threshold.tau_low.fill_(1.0)
+        model.pseudo_labeler.seg_threshold.tau_high.fill_(1.0)
     inputs, data_samples = make_batch()
     for s in data_samples['sup']:
         s.gt_sem_seg.data.fill_(IGNORE)
-    updates = spy(monkeypatch, model.pix_contrast_loss, 'update_prototypes')
+    updates = spy(monkeypatch, model.pix_contrast.loss_module,
+                  'update_prototypes')
     losses, *_ = run(model, monkeypatch, (inputs, data_samples))
     assert float(losses['con.loss_con_pix']) == 0
     assert len(updates) == 1

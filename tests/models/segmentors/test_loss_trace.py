@@ -20,7 +20,6 @@ import json
 import os.path as osp
 import sys
 
-import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -59,10 +58,10 @@ def run_trace(work_dir: str) -> dict:
     # Low, fast-moving thresholds: an untrained teacher must already yield
     # reliable and ambiguous pixels and images, so that every pseudo-label
     # path (losses, contrast, consistency, threshold update) is in the trace.
-    cfg.model.seg_threshold = dict(
+    cfg.model.pseudo_labeler.seg_threshold = dict(
         type='AdaptiveDualThreshold', tau_low=0.3, tau_high=0.5,
         momentum=0.9, margin=0.1, high_range=(0.4, 0.99), low_floor=0.3)
-    cfg.model.cls_threshold = dict(
+    cfg.model.pseudo_labeler.cls_threshold = dict(
         type='AdaptiveDualThreshold', tau_low=0.25, tau_high=0.345,
         momentum=0.9, margin=0.05, high_range=(0.34, 0.99), low_floor=0.2)
     cfg.default_hooks.logger.interval = 1

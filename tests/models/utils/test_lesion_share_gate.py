@@ -57,7 +57,7 @@ def test_segmentor_drops_pixel_pseudo_labels_of_a_teacher_without_lesion(
     from tests.models.segmentors.test_hermes_segmentor import (LATE, _build,
                                                                make_batch)
     model = _build(cutmix_prob=0.0)
-    original = model.teacher_pseudo_labels
+    original = model.teacher_predictions
 
     def no_lesion_teacher(weak_inputs, data_samples):
         out = original(weak_inputs, data_samples)
@@ -66,7 +66,7 @@ def test_segmentor_drops_pixel_pseudo_labels_of_a_teacher_without_lesion(
         out['seg_probs'] = probs
         return out
 
-    monkeypatch.setattr(model, 'teacher_pseudo_labels', no_lesion_teacher)
+    monkeypatch.setattr(model, 'teacher_predictions', no_lesion_teacher)
     batch = make_batch()
     model.set_iteration(LATE)
     model.train()
@@ -74,7 +74,7 @@ def test_segmentor_drops_pixel_pseudo_labels_of_a_teacher_without_lesion(
         plain = model.loss(*batch)
     gated = copy.deepcopy(model)
     gated.lesion_share_gate = LesionShareGate(min_ratio=0.25)
-    monkeypatch.setattr(gated, 'teacher_pseudo_labels', no_lesion_teacher)
+    monkeypatch.setattr(gated, 'teacher_predictions', no_lesion_teacher)
     with torch.no_grad():
         losses = gated.loss(*batch)
     assert float(plain['unsup.seg.loss_ce']) > 0

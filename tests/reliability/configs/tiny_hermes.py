@@ -59,11 +59,14 @@ model = dict(
         task_neck=dict(in_channels=channels),
         decode_head=dict(in_channels=channels, channels=32),
         cls_head=dict(in_channels=channels[-1])),
-    img_projector=dict(in_channels=channels[-1], hidden_channels=64),
-    pix_projector=dict(in_channels=channels[1], hidden_channels=32),
+    img_contrast=dict(
+        projector=dict(in_channels=channels[-1], hidden_channels=64)),
+    pix_contrast=dict(
+        projector=dict(in_channels=channels[1], hidden_channels=32)),
     data_preprocessor=dict(data_preprocessor=dict(size=size)),
-    cls_threshold=dict(tau_low=0.2, tau_high=0.4, high_range=(0.3, 0.9),
-                       low_floor=0.1),
+    pseudo_labeler=dict(
+        cls_threshold=dict(tau_low=0.2, tau_high=0.4, high_range=(0.3, 0.9),
+                           low_floor=0.1)),
     unsup_weight=ramp,
     contrast_weight=ramp,
     consistency_weight=ramp)
@@ -76,6 +79,6 @@ default_hooks = dict(
     logger=dict(interval=1),
     checkpoint=dict(interval=2, max_keep_ckpts=1, save_best=None))
 custom_hooks = [
-    dict(type='DualThresholdPseudoLabelHook'),
+    dict(type='TeacherThresholdUpdateHook'),
     dict(type='RecordTrainingHook'),
 ]

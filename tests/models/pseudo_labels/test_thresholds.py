@@ -8,9 +8,10 @@ import torch
 from mmengine.registry import init_default_scope
 
 import hermes_mm  # noqa: F401  (registers the policies)
-from hermes_mm.models.thresholds import (AdaptiveDualThreshold,
-                                         BaseDualThreshold, FixedDualThreshold,
-                                         RampedDualThreshold)
+from hermes_mm.models.pseudo_labels import (AdaptiveDualThreshold,
+                                            BaseDualThreshold,
+                                            FixedDualThreshold,
+                                            RampedDualThreshold)
 from hermes_mm.registry import MODELS
 
 

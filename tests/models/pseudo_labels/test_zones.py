@@ -1,9 +1,9 @@
-"""Tests for hermes_mm.models.utils.dual_threshold."""
+"""Tests for hermes_mm.models.pseudo_labels.zones."""
 import pytest
 import torch
 
-from hermes_mm.models.utils.dual_threshold import (Zones,
-                                                   dual_threshold_zones)
+from hermes_mm.models.pseudo_labels.zones import (Zones,
+                                                  dual_threshold_zones)
 
 
 def _three_class_probs():

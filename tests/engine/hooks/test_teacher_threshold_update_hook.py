@@ -1,11 +1,13 @@
-"""Tests of DualThresholdPseudoLabelHook.
+"""Tests of TeacherThresholdUpdateHook (registered also under its old name,
+DualThresholdPseudoLabelHook).
 
 One real Runner trains a tiny Hermes (``configs/demo/hermes_synthetic.py`` at
 64x64, batch 2 labelled + 2 unlabelled, 4 iterations, ramps from iteration 0,
 ``RampedDualThreshold`` with known values) and the numbers are checked: the
 teacher is MMEngine's EMA of the recorded student states, the thresholds
 follow the documented ramp, thresholds / zone ratios / pseudo-label precision
-and recall (pooled, lesion pixels, per image class) reach the message hub, and the hook state survives a checkpoint.
+and recall (pooled, lesion pixels, per image class) reach the message hub,
+and the hook state survives a checkpoint.
 """
 import copy
 import os.path as osp
@@ -24,10 +26,12 @@ from mmengine.runner import Runner
 from torch.utils.data import DataLoader, Dataset
 
 import hermes_mm  # noqa: F401  (compat first: mmcv-lite fallback ops)
-import hermes_mm.engine.hooks.dual_threshold_pseudo_label_hook as hook_module
-from hermes_mm.engine.hooks import DualThresholdPseudoLabelHook
-from hermes_mm.engine.hooks.dual_threshold_pseudo_label_hook import \
+import hermes_mm.engine.hooks.teacher_threshold_update_hook as hook_module
+from hermes_mm.engine.hooks import (DualThresholdPseudoLabelHook,
+                                    TeacherThresholdUpdateHook)
+from hermes_mm.engine.hooks.teacher_threshold_update_hook import \
     CHECKPOINT_KEY
+from hermes_mm.registry import HOOKS
 from hermes_mm.utils import iter_dataset_cfgs
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
@@ -108,10 +112,10 @@ def tiny_hermes_cfg(data_root, work_dir, name):
         model[key].update(start=0, length=0)
     model.cutmix_prob = 0.0  # every unlabelled image keeps its class
     model.ema.momentum = MOMENTUM
-    model.seg_threshold = ramped(SEG)
-    model.cls_threshold = ramped(CLS)
+    model.pseudo_labeler.seg_threshold = ramped(SEG)
+    model.pseudo_labeler.cls_threshold = ramped(CLS)
     cfg.custom_hooks = [
-        dict(type='DualThresholdPseudoLabelHook', precision_window=WINDOW)
+        dict(type='TeacherThresholdUpdateHook', precision_window=WINDOW)
     ]
     cfg.param_scheduler = []  # constant lr: every step moves the student
     cfg.train_cfg.max_iters = MAX_ITERS
@@ -127,18 +131,36 @@ def tiny_hermes_cfg(data_root, work_dir, name):
 
 
 class Recorder(Hook):
-    """Records what each iteration used and produced."""
+    """Records what each iteration used and produced.
+
+    The update hook pops the pseudo-label counts
+    (``pseudo_labeler.pop_counts()``) in its ``after_train_iter``, before
+    this LOWEST-priority hook runs, so ``pop_counts`` is wrapped to record
+    what it hands out; each iteration must pop exactly once.
+    """
     priority = 'LOWEST'
 
     def __init__(self):
         self.thresholds, self.students, self.stats = [], [], []
         self.hidden_pixels, self.hidden_images = [], []
+        self.popped = []
+
+    def before_train(self, runner):
+        labeler = runner.model.pseudo_labeler
+        pop_counts = self.pop_counts = labeler.pop_counts
+
+        def spy():
+            counts = pop_counts()
+            self.popped.append(dict(counts))
+            return counts
+
+        labeler.pop_counts = spy
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         model = runner.model
         self.thresholds.append({
             task: [t.tolist() for t in getattr(
-                model, f'{task}_threshold').thresholds()]
+                model.pseudo_labeler, f'{task}_threshold').thresholds()]
             for task in ('seg', 'cls')
         })
         samples = [s for s in data_batch['data_samples']['unsup_strong']
@@ -155,7 +177,11 @@ class Recorder(Hook):
             k: v.detach().clone()
             for k, v in model.student.state_dict().items()
         })
-        self.stats.append(dict(model.pseudo_label_stats))
+        # popped once per iteration, by the update hook
+        assert len(self.popped) == len(self.students)
+        self.stats.append(self.popped[-1])
+        # ... which left nothing behind
+        assert self.pop_counts() == {}
 
 
 @pytest.fixture(scope='module')
@@ -177,7 +203,7 @@ def hermes_run(tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     hook = next(h for h in runner.hooks
-                if isinstance(h, DualThresholdPseudoLabelHook))
+                if isinstance(h, TeacherThresholdUpdateHook))
     return SimpleNamespace(
         runner=runner, model=runner.model, hook=hook, rec=recorder,
         root=root, reload_cfg=reload_cfg, name=name, data_root=data_root)
@@ -221,8 +247,8 @@ def test_thresholds_follow_documented_ramp(hermes_run):
             np.testing.assert_allclose(used[task], documented_tau(spec, t),
                                        atol=1e-6, err_msg=f'{task} iter {t}')
         # ... the model ends holding tau(max_iters) for the next iteration
-        final = [x.tolist() for x in getattr(model,
-                                             f'{task}_threshold').thresholds()]
+        final = [x.tolist() for x in getattr(
+            model.pseudo_labeler, f'{task}_threshold').thresholds()]
         np.testing.assert_allclose(final, documented_tau(spec, MAX_ITERS),
                                    atol=1e-6)
         # ... and the hook logs, for iteration t, the tau(t) it ran with
@@ -235,9 +261,10 @@ def test_thresholds_follow_documented_ramp(hermes_run):
                         for t in range(MAX_ITERS)]
                 np.testing.assert_allclose(logged, want, atol=1e-6)
     # closed form at the end: r(4) = 0.75
-    np.testing.assert_allclose(model.seg_threshold.tau_low, [0.65, 0.65])
-    np.testing.assert_allclose(model.seg_threshold.tau_high, [0.8, 0.8])
-    np.testing.assert_allclose(model.cls_threshold.tau_high,
+    labeler = model.pseudo_labeler
+    np.testing.assert_allclose(labeler.seg_threshold.tau_low, [0.65, 0.65])
+    np.testing.assert_allclose(labeler.seg_threshold.tau_high, [0.8, 0.8])
+    np.testing.assert_allclose(labeler.cls_threshold.tau_high,
                                [0.525, 0.6, 0.675])
 
 
@@ -276,7 +303,7 @@ def test_precision_from_hidden_labels(hermes_run):
     names = ['seg.precision', 'cls.precision', 'seg.lesion.precision',
              'seg.lesion.recall', 'seg.lesion.as_background'] + [
                  f'cls.{c}.{kind}' for c in range(3)
-                                     for kind in ('precision', 'recall')]
+                 for kind in ('precision', 'recall')]
     assert set(first) == set(names)
     logged_names = []
     for name in names:
@@ -319,12 +346,12 @@ def test_state_round_trips_through_checkpoint(hermes_run):
     state = checkpoint[CHECKPOINT_KEY]
     assert all(isinstance(x, float) for items in state['windows'].values()
                for item in items for x in item)
-    fresh = DualThresholdPseudoLabelHook(precision_window=WINDOW)
+    fresh = TeacherThresholdUpdateHook(precision_window=WINDOW)
     fresh.after_load_checkpoint(hermes_run.runner, checkpoint)
     assert fresh.windows == hook.windows
     assert all(w.maxlen == WINDOW for w in fresh.windows.values())
     # A checkpoint from before the hook existed loads without error.
-    older = DualThresholdPseudoLabelHook()
+    older = TeacherThresholdUpdateHook()
     older.after_load_checkpoint(hermes_run.runner, {})
     assert older.windows == {}
 
@@ -338,7 +365,7 @@ def test_state_round_trips_through_checkpoint(hermes_run):
     cfg.work_dir = str(hermes_run.root / 'work_reload')
     runner = Runner.from_cfg(cfg)
     loaded_hook = next(h for h in runner.hooks
-                       if isinstance(h, DualThresholdPseudoLabelHook))
+                       if isinstance(h, TeacherThresholdUpdateHook))
     assert loaded_hook.windows == {}
     runner.load_checkpoint(ckpt_path)
     assert loaded_hook.windows == hook.windows
@@ -351,14 +378,32 @@ def test_state_round_trips_through_checkpoint(hermes_run):
     assert int(runner.model.teacher.steps) == MAX_ITERS
 
 
+class FakeLabeler:
+    """Just the hook-facing interface of DualThresholdPseudoLabeler."""
+
+    def __init__(self, calls):
+        self.calls = calls
+        self.counts = {}
+
+    def update(self, iteration):
+        self.calls.append(('update_thresholds', iteration))
+
+    def threshold_scalars(self):
+        return {}
+
+    def pop_counts(self):
+        counts, self.counts = self.counts, {}
+        return counts
+
+
 class FakeHermes(nn.Module):
     """Just the hook-facing interface of HermesSegmentor."""
 
     def __init__(self):
         super().__init__()
         self.calls = []
-        self.pseudo_label_stats = {}
-        self.img_contrast_loss = SimpleNamespace(
+        self.pseudo_labeler = FakeLabeler(self.calls)
+        self.img_contrast = SimpleNamespace(
             steps_without_pairs=torch.tensor(0))
 
     def set_iteration(self, iteration):
@@ -366,9 +411,6 @@ class FakeHermes(nn.Module):
 
     def update_teacher(self, iteration):
         self.calls.append(('update_teacher', iteration))
-
-    def update_thresholds(self, iteration):
-        self.calls.append(('update_thresholds', iteration))
 
 
 def fake_runner(model, iteration=0):
@@ -378,14 +420,14 @@ def fake_runner(model, iteration=0):
 
 def test_precision_window_slides_and_skips_empty_windows():
     model = FakeHermes()
-    hook = DualThresholdPseudoLabelHook(precision_window=2,
-                                        log_thresholds=False)
+    hook = TeacherThresholdUpdateHook(precision_window=2,
+                                      log_thresholds=False)
     runner = fake_runner(model)
     steps = [{'seg': (3.0, 4.0)}, {'seg': (1.0, 4.0)}, {'seg': (0.0, 0.0)},
              {'seg': (0.0, 0.0)}, {}, {'seg': (2.0, 2.0)}]
     for i, stats in enumerate(steps):
         runner.iter = i
-        model.pseudo_label_stats = stats
+        model.pseudo_labeler.counts = stats
         hook.before_train_iter(runner, i)
         hook.after_train_iter(runner, i)
     # windows: [3/4], [3+1 / 8], [1/4], [0/0 -> not logged], ..., [2/2]
@@ -399,12 +441,12 @@ def test_precision_window_slides_and_skips_empty_windows():
 
 
 def test_per_class_diagnostics_reach_the_log():
-    """Every ``pseudo_label_stats`` entry is logged as ``pl.<name>``, the
-    ratio of its counts summed over the window; bare task names (older
-    models and checkpoints) mean pooled precision."""
+    """Every ``pseudo_labeler.pop_counts()`` entry is logged as
+    ``pl.<name>``, the ratio of its counts summed over the window; bare
+    task names (older models and checkpoints) mean pooled precision."""
     model = FakeHermes()
-    hook = DualThresholdPseudoLabelHook(precision_window=2,
-                                        log_thresholds=False)
+    hook = TeacherThresholdUpdateHook(precision_window=2,
+                                      log_thresholds=False)
     runner = fake_runner(model)
     steps = [
         {'seg.lesion.precision': (3.0, 4.0), 'seg.lesion.recall': (3.0, 6.0),
@@ -414,7 +456,7 @@ def test_per_class_diagnostics_reach_the_log():
     ]
     for i, stats in enumerate(steps):
         runner.iter = i
-        model.pseudo_label_stats = stats
+        model.pseudo_labeler.counts = stats
         hook.after_train_iter(runner, i)
     assert hub_series(runner, 'train/pl.seg.lesion.precision') == [0.75, 0.5]
     assert hub_series(runner, 'train/pl.seg.lesion.recall') == [0.5, 0.5]
@@ -423,7 +465,7 @@ def test_per_class_diagnostics_reach_the_log():
     assert set(hook.windows) == {'seg.lesion.precision', 'seg.lesion.recall',
                                  'cls.2.recall', 'cls.precision'}
     # a checkpoint from before the per-class names restores under the new
-    fresh = DualThresholdPseudoLabelHook(precision_window=2)
+    fresh = TeacherThresholdUpdateHook(precision_window=2)
     fresh.after_load_checkpoint(runner, {CHECKPOINT_KEY: dict(
         windows={'seg': [[1.0, 2.0]]})})
     assert list(fresh.windows) == ['seg.precision']
@@ -435,9 +477,9 @@ def test_starvation_warning(monkeypatch):
         hook_module, 'print_log',
         lambda msg, logger=None, level=None: messages.append((msg, level)))
     model = FakeHermes()
-    hook = DualThresholdPseudoLabelHook(no_pair_warning_iters=3)
+    hook = TeacherThresholdUpdateHook(no_pair_warning_iters=3)
     runner = fake_runner(model, iteration=9)
-    counter = model.img_contrast_loss.steps_without_pairs
+    counter = model.img_contrast.steps_without_pairs
     for value, warns in ((2, False), (3, True), (4, False), (0, False),
                          (5, True)):
         counter.fill_(value)
@@ -446,10 +488,10 @@ def test_starvation_warning(monkeypatch):
         assert len(messages) - before == int(warns), value
     msg, level = messages[0]
     assert level == 30  # logging.WARNING
-    assert 'img_contrast_loss' in msg and 'for 3 iterations' in msg
+    assert msg.startswith('img_contrast has') and 'for 3 iterations' in msg
     assert 'at iter 10' in msg
     # 0 switches the check off.
-    off = DualThresholdPseudoLabelHook(no_pair_warning_iters=0)
+    off = TeacherThresholdUpdateHook(no_pair_warning_iters=0)
     counter.fill_(100)
     off.check_contrastive_pairs(runner, model)
     assert len(messages) == 2
@@ -461,7 +503,7 @@ def test_starvation_warning(monkeypatch):
 ])
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        DualThresholdPseudoLabelHook(**kwargs)
+        TeacherThresholdUpdateHook(**kwargs)
 
 
 class PlainModel(BaseModel):
@@ -486,7 +528,19 @@ class PairDataset(Dataset):
         return dict(inputs=torch.full((2, ), float(index)))
 
 
-def test_non_teacher_student_model_raises_type_error(tmp_path):
+def test_old_name_is_an_alias():
+    assert DualThresholdPseudoLabelHook is TeacherThresholdUpdateHook
+    assert HOOKS.get('DualThresholdPseudoLabelHook') is \
+        TeacherThresholdUpdateHook
+    assert HOOKS.get('TeacherThresholdUpdateHook') is \
+        TeacherThresholdUpdateHook
+
+
+# The old name still works in a config.
+@pytest.mark.parametrize(
+    'hook_type',
+    ['TeacherThresholdUpdateHook', 'DualThresholdPseudoLabelHook'])
+def test_non_teacher_student_model_raises_type_error(tmp_path, hook_type):
     model = PlainModel()
     before = model.linear.weight.detach().clone()
     runner = Runner(
@@ -498,11 +552,12 @@ def test_non_teacher_student_model_raises_type_error(tmp_path):
                 inputs=[x['inputs'] for x in b])),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
         train_cfg=dict(by_epoch=False, max_iters=2),
-        custom_hooks=[dict(type='DualThresholdPseudoLabelHook')],
+        custom_hooks=[dict(type=hook_type)],
         default_scope='mmseg',
         default_hooks=dict(checkpoint=None))
     with pytest.raises(TypeError, match='teacher/student model such as '
                        r'HermesSegmentor \(no `set_iteration` on PlainModel'):
         runner.train()
+    assert any(isinstance(h, TeacherThresholdUpdateHook) for h in runner.hooks)
     # It fails before the first step.
     torch.testing.assert_close(model.linear.weight, before)

@@ -1,7 +1,11 @@
-"""When Hermes updates its teacher and thresholds, and what it logs.
+"""When a teacher/student model updates its teacher and thresholds, and
+what it logs.
 
 Like MMEngine's ``EMAHook``, this hook only decides *when*; the model does
-the math (``HermesSegmentor.update_teacher`` / ``update_thresholds``).
+the math (``SemiBaseSegmentor.update_teacher``, and
+``DualThresholdPseudoLabeler.update`` for a model with a
+``pseudo_labeler``). Registered as ``TeacherThresholdUpdateHook`` and, for
+configs written before 2026-12, ``DualThresholdPseudoLabelHook``.
 """
 from collections import deque
 from typing import Deque, Dict, Optional, Tuple
@@ -16,7 +20,7 @@ CHECKPOINT_KEY = 'hermes_pseudo_label_hook'
 
 
 @HOOKS.register_module()
-class DualThresholdPseudoLabelHook(Hook):
+class TeacherThresholdUpdateHook(Hook):
     """Drive a teacher/student model through training.
 
     Every training iteration it
@@ -33,7 +37,7 @@ class DualThresholdPseudoLabelHook(Hook):
       precision and recall (``train/pl.seg.lesion.<precision|recall>``) and
       per image class (``train/pl.cls.<class>.<precision|recall>``), each a
       ratio of the counts summed over the window (see
-      ``HermesSegmentor.pseudo_label_diagnostics``); zone ratios come with
+      ``DualThresholdPseudoLabeler.diagnostics``); zone ratios come with
       the losses;
     - warns when a contrastive term has had nothing to contrast for
       ``no_pair_warning_iters`` iterations.
@@ -73,10 +77,10 @@ class DualThresholdPseudoLabelHook(Hook):
         model = runner.model
         if is_model_wrapper(model):
             model = model.module
-        for attr in ('set_iteration', 'update_teacher', 'update_thresholds'):
+        for attr in ('set_iteration', 'update_teacher'):
             if not hasattr(model, attr):
                 raise TypeError(
-                    'DualThresholdPseudoLabelHook needs a teacher/student '
+                    'TeacherThresholdUpdateHook needs a teacher/student '
                     f'model such as HermesSegmentor (no `{attr}` on '
                     f'{type(model).__name__})')
         return model
@@ -100,14 +104,17 @@ class DualThresholdPseudoLabelHook(Hook):
         """EMA teacher step, threshold update, logging."""
         model = self._model(runner)
         message_hub = runner.message_hub
-        if self.log_thresholds:
+        labeler = getattr(model, 'pseudo_labeler', None)
+        if self.log_thresholds and labeler is not None:
             # The thresholds this iteration ran with, logged beside the zone
             # ratios they produced; then updated for the next iteration.
-            for name, value in self.threshold_scalars(model).items():
+            for name, value in labeler.threshold_scalars().items():
                 message_hub.update_scalar(f'train/{name}', value)
         model.update_teacher(runner.iter)
-        model.update_thresholds(runner.iter)
-        for key, counts in getattr(model, 'pseudo_label_stats', {}).items():
+        if labeler is None:
+            return
+        labeler.update(runner.iter)
+        for key, counts in labeler.pop_counts().items():
             name = self.ratio_name(key)
             window = self.windows.setdefault(
                 name, deque(maxlen=self.precision_window))
@@ -121,33 +128,19 @@ class DualThresholdPseudoLabelHook(Hook):
 
     @staticmethod
     def ratio_name(key: str) -> str:
-        """Logged name of a ``pseudo_label_stats`` entry: the key itself
+        """Logged name of a pseudo-label count: the key itself
         (e.g. ``seg.lesion.recall``); a bare task name (``seg``, the form
         before per-class diagnostics, also in older checkpoints) means its
         pooled precision."""
         return key if '.' in key else f'{key}.precision'
 
-    @staticmethod
-    def threshold_scalars(model) -> Dict[str, float]:
-        """``thr.<task>.<low|high>.<class index>`` -> value."""
-        scalars = dict()
-        for task in ('seg', 'cls'):
-            policy = getattr(model, f'{task}_threshold', None)
-            if policy is None:
-                continue
-            low, high = policy.thresholds()
-            for bound, values in (('low', low), ('high', high)):
-                for index, value in enumerate(values.tolist()):
-                    scalars[f'thr.{task}.{bound}.{index}'] = value
-        return scalars
-
     def check_contrastive_pairs(self, runner, model) -> None:
         """Warn once per episode when a contrastive loss is starved."""
         if not self.no_pair_warning_iters:
             return
-        for name in ('img_contrast_loss', 'pix_contrast_loss'):
-            loss = getattr(model, name, None)
-            counter = getattr(loss, 'steps_without_pairs', None)
+        for name in ('img_contrast', 'pix_contrast'):
+            counter = getattr(getattr(model, name, None),
+                              'steps_without_pairs', None)
             if counter is None:
                 continue
             starved = int(counter) >= self.no_pair_warning_iters
@@ -179,3 +172,9 @@ class DualThresholdPseudoLabelHook(Hook):
                                         maxlen=self.precision_window)
             for key, items in state['windows'].items()
         }
+
+
+# The name configs used before 2026-12.
+HOOKS.register_module(
+    name='DualThresholdPseudoLabelHook', module=TeacherThresholdUpdateHook)
+DualThresholdPseudoLabelHook = TeacherThresholdUpdateHook

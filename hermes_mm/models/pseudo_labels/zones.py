@@ -15,8 +15,9 @@ zones per sample (an image, or a pixel after flattening):
 Thresholds may be class-wise (one per class, indexed by the *predicted*
 class), as in FreeMatch's self-adaptive thresholds (Wang et al., ICLR 2023,
 https://arxiv.org/abs/2205.07246). This module only selects; deciding *when*
-and *which* thresholds is the pseudo-label hook's job, and the losses only
-consume the :class:`Zones`.
+and *which* thresholds is the threshold policies' job
+(:class:`~hermes_mm.models.pseudo_labels.DualThresholdPseudoLabeler` holds
+them), and the losses only consume the :class:`Zones`.
 
 Binary (lesion / background) pixels are handled by flattening the
 two-class probabilities into ``(N, 2)`` rows ``[1 - p, p]``. For two
@@ -25,7 +26,7 @@ always ``>= 0.5``, so only thresholds in ``[0.5, 1]`` separate anything:
 ``tau_low <= 0.5`` makes the unreliable zone empty.
 """
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -140,3 +141,27 @@ def dual_threshold_zones(probs: Tensor, tau_low: Threshold,
         ambiguous=ambiguous,
         unreliable=unreliable,
         negative_classes=negative_classes)
+
+
+def flatten_pixels(dense: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B*H*W, C): pixels as rows for
+    :func:`dual_threshold_zones`."""
+    return dense.permute(0, 2, 3, 1).reshape(-1, dense.shape[1])
+
+
+def confidence_stats(zones: Zones, num_classes: int,
+                     valid: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """Per predicted class: summed confidence and count of ``valid`` samples
+    (the input of a threshold policy's ``update``).
+
+    Summed (not averaged) so that ranks can be combined with an all-reduce.
+    """
+    confidence, labels = zones.confidence, zones.pseudo_label
+    if valid is not None:
+        confidence, labels = confidence[valid], labels[valid]
+    sums = torch.zeros(num_classes, device=confidence.device)
+    counts = torch.zeros(num_classes, device=confidence.device)
+    sums.index_add_(0, labels, confidence.float())
+    counts.index_add_(0, labels,
+                      torch.ones_like(confidence, dtype=torch.float))
+    return sums, counts

@@ -2,8 +2,12 @@
 
 A policy holds class-wise thresholds as buffers, so they are saved in
 checkpoints and restored by ``--resume``; :meth:`update` is called once per
-training iteration by ``DualThresholdPseudoLabelHook`` with a summary of the
-teacher's predictions on the unlabelled batch.
+training iteration by :meth:`DualThresholdPseudoLabeler.update` (driven by
+``TeacherThresholdUpdateHook``) with a summary of the teacher's predictions
+on the unlabelled batch. A new policy is one file in this package: subclass
+:class:`BaseDualThreshold`, implement :meth:`update`, register it in
+``MODELS`` and name it in ``model.pseudo_labeler.seg_threshold`` /
+``cls_threshold``.
 """
 from typing import Tuple, Union
 

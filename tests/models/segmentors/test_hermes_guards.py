@@ -1,0 +1,82 @@
+"""The opt-in issue-20 guards are wired into a Hermes step.
+
+``configs/demo/variants/hermes_synthetic_guarded.py`` turns them on:
+distribution alignment of the image pseudo-labels must see this step's
+*labelled* labels, and the confident-lesion consistency must read the
+teacher's image probabilities of the same views.
+"""
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+
+from .test_hermes_segmentor import LATE, _build, make_batch
+
+GUARDED = osp.join(osp.dirname(__file__), '..', '..', '..', 'configs', 'demo',
+                   'variants', 'hermes_synthetic_guarded.py')
+
+
+def guarded_model():
+    model_cfg = Config.fromfile(GUARDED).model
+    return _build(
+        pseudo_labeler=model_cfg.pseudo_labeler,
+        consistency=model_cfg.consistency,
+        lesion_share_gate=model_cfg.lesion_share_gate)
+
+
+def test_alignment_tracks_labelled_labels_and_teacher_probabilities():
+    model = guarded_model()
+    align = model.pseudo_labeler.cls_alignment
+    assert align is not None and align.training
+    inputs, samples = make_batch()
+    model.set_iteration(LATE)
+    model.train()
+    losses = model.loss(inputs, samples)
+    assert 'gate.lesion_share' in losses
+    labels = torch.cat([s.gt_label.view(-1) for s in samples['sup']])
+    counts = torch.bincount(labels, minlength=3).float()
+    # first batch: the running means are this batch's
+    torch.testing.assert_close(align.target_prior, counts / counts.sum())
+    with torch.no_grad():
+        teacher = model.teacher_predictions(inputs['unsup_weak'],
+                                            samples['unsup_strong'])
+    torch.testing.assert_close(align.model_prior,
+                               teacher['cls_probs'].mean(dim=0))
+
+
+def consistency_valid(model):
+    """The ``valid`` mask the consistency loss gets in one late step with
+    a teacher sure that every unlabelled image is 'normal' (class 2) and
+    that every pixel is lesion."""
+    head = model.consistency
+    calls = []
+    original = head.loss_module.forward
+
+    def spy(feat_map, seg_prob, cls_attn, valid):
+        calls.append(valid.clone())
+        return original(feat_map, seg_prob, cls_attn, valid)
+
+    head.loss_module.forward = spy
+    teacher = model.teacher.module
+    with torch.no_grad():
+        teacher.cls_head.fc.weight.zero_()
+        teacher.cls_head.fc.bias.copy_(torch.tensor([-20.0, -20.0, 20.0]))
+        teacher.decode_head.conv_seg.weight.zero_()
+        teacher.decode_head.conv_seg.bias.copy_(torch.tensor([-20.0, 20.0]))
+    inputs, samples = make_batch()
+    model.cutmix_prob = 0.0
+    model.set_iteration(LATE)
+    model.train()
+    model.loss(inputs, samples)
+    valid, = calls
+    return valid[len(samples['sup']):]
+
+
+def test_consistency_skips_views_the_teacher_calls_lesion_free():
+    model = guarded_model()
+    assert model.consistency.min_lesion_confidence == 0.5
+    assert not bool(consistency_valid(model).any())
+    # the same views count without the guard: every pixel is lesion
+    model = guarded_model()
+    model.consistency.min_lesion_confidence = None
+    assert bool(consistency_valid(model).all())
