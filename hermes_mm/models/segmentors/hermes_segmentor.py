@@ -35,7 +35,8 @@ from ..utils.batch_norm_stats import frozen_bn_running_stats
 from ..utils.channel_check import check_channels
 from ..utils.cutmix import cutmix_batch
 from .multi_task_segmentor import MultiTaskOutputs
-from .semi_base_segmentor import SemiBaseSegmentor
+from .semi_base_segmentor import (DEFAULT_BRANCHES, DEFAULT_EMA,
+                                  SemiBaseSegmentor)
 
 # Keyword arguments of the single-file segmentor (before 2026-12), and the
 # config that replaces each.
@@ -172,10 +173,7 @@ class HermesSegmentor(SemiBaseSegmentor):
     def __init__(self,
                  segmentor: ConfigType,
                  data_preprocessor: OptConfigType = None,
-                 ema: ConfigType = dict(
-                     type='ForeachExponentialMovingAverage',
-                     momentum=0.001,
-                     update_buffers=True),
+                 ema: ConfigType = DEFAULT_EMA,
                  pseudo_labeler: ConfigType = dict(
                      type='DualThresholdPseudoLabeler'),
                  unsup_weight: ConfigType = dict(type='RampSchedule'),
@@ -191,8 +189,7 @@ class HermesSegmentor(SemiBaseSegmentor):
                  teacher_warmup_iters: Optional[int] = None,
                  joint_student_forward: bool = False,
                  lesion_share_gate: OptConfigType = None,
-                 branches: Dict[str, str] = dict(
-                     sup='sup', weak='unsup_weak', strong='unsup_strong'),
+                 branches: Dict[str, str] = DEFAULT_BRANCHES,
                  predict_on: str = 'teacher',
                  init_cfg: OptMultiConfig = None,
                  **renamed):

@@ -28,6 +28,15 @@ from ..utils.teacher_ema import step_teacher
 from .multi_task_segmentor import MultiTaskSegmentor
 
 
+#: The teacher: 0.999 EMA of the student (MMEngine's ``momentum`` is the
+#: student's weight), BN statistics averaged too.
+DEFAULT_EMA = dict(
+    type='ForeachExponentialMovingAverage', momentum=0.001,
+    update_buffers=True)
+#: Branch names of a MultiBranchSegDataPreProcessor batch.
+DEFAULT_BRANCHES = dict(sup='sup', weak='unsup_weak', strong='unsup_strong')
+
+
 class SemiBaseSegmentor(FiniteLossesMixin, BaseSegmentor):
     """Student + EMA teacher; subclasses implement :meth:`loss`.
 
@@ -52,13 +61,9 @@ class SemiBaseSegmentor(FiniteLossesMixin, BaseSegmentor):
     def __init__(self,
                  segmentor: ConfigType,
                  data_preprocessor: OptConfigType = None,
-                 ema: ConfigType = dict(
-                     type='ForeachExponentialMovingAverage',
-                     momentum=0.001,
-                     update_buffers=True),
+                 ema: ConfigType = DEFAULT_EMA,
                  teacher_warmup_iters: int = 0,
-                 branches: Dict[str, str] = dict(
-                     sup='sup', weak='unsup_weak', strong='unsup_strong'),
+                 branches: Dict[str, str] = DEFAULT_BRANCHES,
                  predict_on: str = 'teacher',
                  init_cfg: OptMultiConfig = None):
         super().__init__(

@@ -67,8 +67,8 @@ def test_bad_arguments(kwargs):
         build(**kwargs)
 
 
-def test_pseudo_labeller_applies_it_before_the_zones():
-    labeler = MODELS.build(
+def labeller(**extra):
+    return MODELS.build(
         dict(
             type='DualThresholdPseudoLabeler',
             seg_num_classes=2,
@@ -77,24 +77,19 @@ def test_pseudo_labeller_applies_it_before_the_zones():
                                tau_high=0.9),
             cls_threshold=dict(type='FixedDualThreshold', tau_low=0.4,
                                tau_high=0.6),
-            cls_alignment=dict(type='DistributionAlignment')))
+            **extra))
+
+
+def test_pseudo_labeller_applies_it_before_the_zones():
     seg = torch.full((2, 2, 4, 4), 0.5)
     region = torch.ones(2, 4, 4, dtype=torch.bool)
     mixed = torch.zeros(2, dtype=torch.bool)
     # Both images lean to class 0; labelled images are all class 2.
     cls = torch.tensor([[0.65, 0.05, 0.30], [0.62, 0.08, 0.30]])
-    plain = MODELS.build(
-        dict(
-            type='DualThresholdPseudoLabeler',
-            seg_num_classes=2,
-            cls_num_classes=3,
-            seg_threshold=dict(type='FixedDualThreshold', tau_low=0.5,
-                               tau_high=0.9),
-            cls_threshold=dict(type='FixedDualThreshold', tau_low=0.4,
-                               tau_high=0.6)))
-    assert plain(seg, cls, region, mixed).cls_zones.pseudo_label.tolist() \
-        == [0, 0]
-    pseudo = labeler(seg, cls, region, mixed,
+    assert labeller()(seg, cls, region,
+                      mixed).cls_zones.pseudo_label.tolist() == [0, 0]
+    aligned = labeller(cls_alignment=dict(type='DistributionAlignment'))
+    pseudo = aligned(seg, cls, region, mixed,
                      labelled_labels=torch.tensor([2, 2]))
     assert pseudo.cls_zones.pseudo_label.tolist() == [2, 2]
     torch.testing.assert_close(pseudo.cls_probs.sum(dim=1), torch.ones(2))
