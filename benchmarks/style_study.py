@@ -48,9 +48,10 @@ from quality import mean_std, paired_test  # noqa: E402
 #: (metrics key, header) reported per style.
 KEYS = [('seg/dice_lesion', 'Dice lesion %'), ('seg/dice', 'Dice %'),
         ('cls/accuracy', 'Acc %')]
-#: Paired references, in order of preference.
+#: Paired references, in order of preference (``--references``).
 REFERENCES = ('supervised', 'supervised_matched')
-METHOD = 'hermes'
+#: Variants whose share of the gap to ``UPPER`` is reported (``--methods``).
+METHODS = ('hermes', )
 UPPER = 'fully_supervised'
 
 
@@ -64,6 +65,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--variants', nargs='+',
                    default=['supervised', 'supervised_matched',
                             'fully_supervised', 'hermes'])
+    p.add_argument('--references', nargs='+', default=list(REFERENCES),
+                   help='variants every other variant is paired against '
+                   '(per seed)')
+    p.add_argument('--methods', nargs='+', default=list(METHODS),
+                   help='variants whose share of the reference -> '
+                   f'{UPPER} gap is reported')
     p.add_argument('--iters', type=int, default=2400)
     p.add_argument('--val-points', type=int, default=4)
     p.add_argument('--out-dir', default=osp.join(REPO_ROOT, 'benchmarks',
@@ -147,18 +154,20 @@ def style_summary(args, style: str) -> Optional[Dict[str, Any]]:
             key: mean_std([m[key] for m in by_seed.values() if key in m])
             for key, _ in KEYS}
         out['variants'][variant]['seeds'] = sorted(by_seed)
-    for ref in REFERENCES:
-        if ref not in runs or not runs[ref]:
+    for ref in args.references:
+        if not runs.get(ref):
             continue
         for variant, by_seed in runs.items():
-            if variant not in REFERENCES and by_seed:
+            if variant != ref and variant not in REFERENCES and by_seed:
                 out['paired'].setdefault(ref, {})[variant] = {
                     key: paired(by_seed, runs[ref], key) for key, _ in KEYS}
-    if METHOD in runs and UPPER in runs:
+    for method in args.methods:
+        if not (runs.get(method) and runs.get(UPPER)):
+            continue
         for ref in REFERENCES:
             if runs.get(ref):
-                out['gap'][ref] = {
-                    key: gap_recovered(runs[METHOD], runs[ref], runs[UPPER],
+                out['gap'].setdefault(method, {})[ref] = {
+                    key: gap_recovered(runs[method], runs[ref], runs[UPPER],
                                        key) for key, _ in KEYS}
     return out
 
@@ -202,7 +211,7 @@ def markdown(args, summaries: Dict[str, Any], heldout: str) -> str:
                         + [len(entry['seeds'])])
     lines += [table(['style', 'variant'] + [h for _, h in KEYS] + ['seeds'],
                     rows), '']
-    for ref in REFERENCES:
+    for ref in args.references:
         rows = []
         for style, summ in summaries.items():
             for variant, per_key in (summ or {}).get('paired', {}).get(
@@ -217,23 +226,25 @@ def markdown(args, summaries: Dict[str, Any], heldout: str) -> str:
                       table(['style', 'variant'] +
                             [f'Δ {h}' for _, h in KEYS], rows), '']
     rows = []
-    for ref in REFERENCES:
-        for group, styles in (('development styles',
-                               [s for s in summaries if s != heldout]),
-                              ('held-out style', [heldout])):
-            values = {k: [summaries[s]['gap'][ref][k] for s in styles
-                          if summaries.get(s) and ref in summaries[s]['gap']
-                          and summaries[s]['gap'][ref][k] is not None]
-                      for k, _ in KEYS}
-            if any(values.values()):
-                rows.append([ref, group] + [
-                    f'{100 * statistics.fmean(v):.0f}% ({len(v)} styles)'
-                    if v else '-' for v in values.values()])
+    for method in args.methods:
+        for ref in REFERENCES:
+            for group, styles in (('development styles',
+                                   [s for s in summaries if s != heldout]),
+                                  ('held-out style', [heldout])):
+                gaps = [summaries[s]['gap'].get(method, {}).get(ref)
+                        for s in styles if summaries.get(s)]
+                values = {k: [g[k] for g in gaps
+                              if g and g[k] is not None]
+                          for k, _ in KEYS}
+                if any(values.values()):
+                    rows.append([method, ref, group] + [
+                        f'{100 * statistics.fmean(v):.0f}% ({len(v)} '
+                        'styles)' if v else '-' for v in values.values()])
     if rows:
-        lines += [f'Share of the reference -> `{UPPER}` gap that `{METHOD}` '
-                  'recovers (from per-style means), averaged over styles:',
-                  '', table(['reference', 'styles'] + [h for _, h in KEYS],
-                            rows), '']
+        lines += [f'Share of the reference -> `{UPPER}` gap recovered '
+                  '(from per-style means), averaged over styles:', '',
+                  table(['method', 'reference', 'styles'] +
+                        [h for _, h in KEYS], rows), '']
     return '\n'.join(lines)
 
 

@@ -66,7 +66,7 @@ def test_report_pairs_seeds_and_computes_gap(study, tmp_path):
     assert pair['higher'] == 2 and pair['lower'] == 0
     assert pair['p'] is not None
     # gap over seeds 0-1: sup 82, hermes 84, full 90 -> 2 / 8
-    assert summ['gap']['supervised']['seg/dice_lesion'] == \
+    assert summ['gap']['hermes']['supervised']['seg/dice_lesion'] == \
         pytest.approx(0.25)
     assert summ['variants']['supervised']['seeds'] == [0, 1]
     assert study.style_summary(args, HELDOUT_STYLE) is None
@@ -81,3 +81,31 @@ def test_gap_needs_a_positive_gap(study):
     same = {0: {'k': 1.0}}
     assert study.gap_recovered(same, same, same, 'k') is None
     assert study.gap_recovered({}, same, same, 'k') is None
+
+
+def test_second_method_and_hermes_as_reference(study, tmp_path):
+    _write(str(tmp_path), 'crowded', [
+        _record('supervised', 0, 80.0, 70.0),
+        _record('hermes', 0, 82.0, 71.0),
+        _record('hermes_guarded', 0, 86.0, 74.0),
+        _record('fully_supervised', 0, 90.0, 80.0),
+    ])
+    args = study.parse_args([
+        '--styles', 'crowded', '--seeds', '0', '--variants', 'supervised',
+        'fully_supervised', 'hermes', 'hermes_guarded', '--references',
+        'supervised', 'hermes', '--methods', 'hermes', 'hermes_guarded',
+        '--out-dir', str(tmp_path)])
+    summ = study.style_summary(args, 'crowded')
+    assert summ['paired']['hermes']['hermes_guarded'][
+        'seg/dice_lesion']['mean'] == pytest.approx(4.0)
+    assert 'supervised' not in summ['paired']['hermes']
+    assert 'hermes' not in summ['paired']['hermes']
+    # gaps: hermes 2 / 10, hermes_guarded 6 / 10
+    assert summ['gap']['hermes']['supervised']['seg/dice_lesion'] == \
+        pytest.approx(0.2)
+    assert summ['gap']['hermes_guarded']['supervised'][
+        'seg/dice_lesion'] == pytest.approx(0.6)
+    md = study.markdown(args, {'crowded': summ}, HELDOUT_STYLE)
+    assert 'minus `hermes`' in md
+    assert '| hermes_guarded | supervised | development styles | 60% ' \
+        '(1 styles)' in md
