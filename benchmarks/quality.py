@@ -75,6 +75,9 @@ VARIANTS: Dict[str, Tuple[str, str]] = {
         'configs/baselines/fully_supervised_busi.py'),
     'mean_teacher': ('configs/demo/baselines/mean_teacher_synthetic.py',
                      'configs/baselines/mean_teacher_busi.py'),
+    'hermes_unlabelled_off': (
+        'configs/demo/baselines/hermes_unlabelled_off_synthetic.py',
+        'configs/baselines/hermes_unlabelled_off_busi.py'),
     'hermes': ('configs/demo/hermes_synthetic.py', 'configs/hermes_busi.py'),
     'hermes_guarded': (
         'configs/demo/variants/hermes_synthetic_guarded.py',

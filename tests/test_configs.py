@@ -327,3 +327,32 @@ def test_matched_and_ema_supervised_baselines(matched, ema, reference,
     model = load(hermes).model
     assert hook.momentum == model.ema.momentum
     assert hook.begin_iter == model.unsup_weight.start
+
+
+@pytest.mark.parametrize('twin, hermes', [
+    (osp.join('demo', 'baselines', 'hermes_unlabelled_off_synthetic.py'),
+     osp.join('demo', 'hermes_synthetic.py')),
+    (osp.join('baselines', 'hermes_unlabelled_off_busi.py'),
+     'hermes_busi.py'),
+])
+def test_unlabelled_off_twin_changes_only_the_weights(twin, hermes):
+    """Hermes's supervised twin differs from Hermes only in the three
+    unlabelled weights, each 0: same data, sampler, heads and draws."""
+    assert changed_keys(twin, hermes) == {
+        'model.unsup_weight.value', 'model.contrast_weight.value',
+        'model.consistency_weight.value'}
+    model = load(twin).model
+    for key in ('unsup_weight', 'contrast_weight', 'consistency_weight'):
+        assert model[key].value == 0.0
+
+
+@pytest.mark.parametrize('guarded, hermes', [
+    (osp.join('demo', 'variants', 'hermes_synthetic_guarded.py'),
+     osp.join('demo', 'hermes_synthetic.py')),
+    (osp.join('variants', 'hermes_busi_guarded.py'), 'hermes_busi.py'),
+])
+def test_guarded_variant_adds_only_the_three_guards(guarded, hermes):
+    assert_changes_exactly(guarded, hermes, [
+        'model.pseudo_labeler.cls_alignment',
+        'model.consistency.min_lesion_confidence',
+        'model.lesion_share_gate'])
