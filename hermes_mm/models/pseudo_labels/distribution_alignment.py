@@ -23,6 +23,7 @@ from mmengine.dist import all_reduce
 from torch import Tensor
 
 from hermes_mm.registry import MODELS
+from ..utils.running_mean import update_running_mean_
 
 
 @MODELS.register_module()
@@ -71,24 +72,22 @@ class DistributionAlignment(nn.Module):
     @torch.no_grad()
     def update(self, probs: Tensor, labels: Optional[Tensor]) -> None:
         """Update the running distributions with one batch (all ranks)."""
+        # Sums and counts in one tensor: one all-reduce for both.
         stats = torch.zeros(2, self.num_classes + 1, device=probs.device)
         stats[0, :-1] = probs.float().sum(dim=0)
         stats[0, -1] = probs.shape[0]
         if labels is not None and not self.fixed_target:
             known = labels[labels >= 0]
-            stats[1, :-1].index_add_(
-                0, known, torch.ones_like(known, dtype=stats.dtype))
+            stats[1, :-1] = torch.bincount(
+                known, minlength=self.num_classes).to(stats.dtype)
             stats[1, -1] = known.numel()
         all_reduce(stats, op='sum')
         first = not bool(self.initialised)
         for prior, row in ((self.model_prior, stats[0]),
                            (self.target_prior, stats[1])):
-            if row[-1] <= 0 or (prior is self.target_prior
-                                and self.fixed_target):
-                continue
-            mean = (row[:-1] / row[-1]).to(prior.dtype)
-            prior.copy_(mean if first else self.momentum * prior +
-                        (1 - self.momentum) * mean)
+            if row[-1] > 0:  # a fixed target has no counts
+                update_running_mean_(prior, row[:-1] / row[-1],
+                                     self.momentum, first)
         self.initialised.fill_(True)
 
     @torch.no_grad()

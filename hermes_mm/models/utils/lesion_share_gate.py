@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from hermes_mm.registry import MODELS
+from .running_mean import update_running_mean_
 
 __all__ = ['LesionShareGate', 'lesion_share_gate']
 
@@ -95,13 +96,10 @@ class LesionShareGate(nn.Module):
             valid.sum().clamp(min=1)
         pseudo = ((pseudo_masks == lesion_index) & region).sum() / \
             region.sum().clamp(min=1)
-        if bool(self.initialised):
-            m = self.momentum
-            self.labelled_share.mul_(m).add_((1 - m) * labelled)
-            self.pseudo_share.mul_(m).add_((1 - m) * pseudo)
-        else:
-            self.labelled_share.copy_(labelled)
-            self.pseudo_share.copy_(pseudo)
-            self.initialised.fill_(True)
+        first = not bool(self.initialised)
+        update_running_mean_(self.labelled_share, labelled, self.momentum,
+                             first)
+        update_running_mean_(self.pseudo_share, pseudo, self.momentum, first)
+        self.initialised.fill_(True)
         return lesion_share_gate(self.labelled_share, self.pseudo_share,
                                  self.min_ratio)
