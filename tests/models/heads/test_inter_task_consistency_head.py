@@ -7,30 +7,35 @@ from hermes_mm.registry import MODELS
 LOSS = dict(type='InterTaskConsistencyLoss')
 
 
-def pseudo_labels(lesion_pixels, cls_probs, mixed):
-    """PseudoLabels of len(lesion_pixels) 4x4 views whose teacher is sure
-    of ``lesion_pixels[i]`` lesion pixels."""
+@pytest.fixture
+def pseudo_labels(build_labeller):
+    """``pseudo_labels(lesion_pixels, cls_probs, mixed)``: PseudoLabels of
+    len(lesion_pixels) 4x4 views whose teacher is sure of
+    ``lesion_pixels[i]`` lesion pixels."""
+    labeler = build_labeller(seg=(0.6, 0.9), cls=(0.5, 0.8))
+
+    def make(lesion_pixels, cls_probs, mixed):
+        return labeler(views(lesion_pixels), torch.tensor(cls_probs),
+                       torch.ones(len(lesion_pixels), 4, 4,
+                                  dtype=torch.bool),
+                       torch.tensor(mixed))
+
+    return make
+
+
+def views(lesion_pixels):
+    """Teacher pixel probabilities (B, 2, 4, 4): sure lesion on the first
+    ``lesion_pixels[i]`` pixels of view i, sure background elsewhere."""
     seg = torch.zeros(len(lesion_pixels), 2, 4, 4)
     seg[:, 0] = 1.0
     for i, n in enumerate(lesion_pixels):
         flat = seg[i].view(2, -1)
         flat[1, :n] = 1.0
         flat[0, :n] = 0.0
-    labeler = MODELS.build(
-        dict(
-            type='DualThresholdPseudoLabeler',
-            seg_num_classes=2,
-            cls_num_classes=3,
-            seg_threshold=dict(type='FixedDualThreshold', tau_low=0.6,
-                               tau_high=0.9),
-            cls_threshold=dict(type='FixedDualThreshold', tau_low=0.5,
-                               tau_high=0.8)))
-    return labeler(seg, torch.tensor(cls_probs),
-                   torch.ones(len(lesion_pixels), 4, 4, dtype=torch.bool),
-                   torch.tensor(mixed))
+    return seg
 
 
-def test_pixels_only_by_default():
+def test_pixels_only_by_default(pseudo_labels):
     head = MODELS.build(
         dict(type='InterTaskConsistencyHead', loss=LOSS, min_lesion_pixels=2))
     pseudo = pseudo_labels([3, 1, 5], [[0.1, 0.1, 0.8]] * 3,
@@ -39,7 +44,8 @@ def test_pixels_only_by_default():
     assert head.confident_lesion_images(pseudo).tolist() == [True] * 3
 
 
-def test_confident_lesions_need_a_lesion_class_and_an_unmixed_view():
+def test_confident_lesions_need_a_lesion_class_and_an_unmixed_view(
+        pseudo_labels):
     head = MODELS.build(
         dict(
             type='InterTaskConsistencyHead',

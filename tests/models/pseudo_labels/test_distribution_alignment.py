@@ -67,28 +67,16 @@ def test_bad_arguments(kwargs):
         build(**kwargs)
 
 
-def labeller(**extra):
-    return MODELS.build(
-        dict(
-            type='DualThresholdPseudoLabeler',
-            seg_num_classes=2,
-            cls_num_classes=3,
-            seg_threshold=dict(type='FixedDualThreshold', tau_low=0.5,
-                               tau_high=0.9),
-            cls_threshold=dict(type='FixedDualThreshold', tau_low=0.4,
-                               tau_high=0.6),
-            **extra))
-
-
-def test_pseudo_labeller_applies_it_before_the_zones():
+def test_pseudo_labeller_applies_it_before_the_zones(build_labeller):
     seg = torch.full((2, 2, 4, 4), 0.5)
     region = torch.ones(2, 4, 4, dtype=torch.bool)
     mixed = torch.zeros(2, dtype=torch.bool)
     # Both images lean to class 0; labelled images are all class 2.
     cls = torch.tensor([[0.65, 0.05, 0.30], [0.62, 0.08, 0.30]])
-    assert labeller()(seg, cls, region,
-                      mixed).cls_zones.pseudo_label.tolist() == [0, 0]
-    aligned = labeller(cls_alignment=dict(type='DistributionAlignment'))
+    assert build_labeller()(seg, cls, region,
+                            mixed).cls_zones.pseudo_label.tolist() == [0, 0]
+    aligned = build_labeller(
+        cls_alignment=dict(type='DistributionAlignment'))
     pseudo = aligned(seg, cls, region, mixed,
                      labelled_labels=torch.tensor([2, 2]))
     assert pseudo.cls_zones.pseudo_label.tolist() == [2, 2]
