@@ -144,8 +144,14 @@ def parse_args(argv=None):
     p.add_argument('--seeds', type=int, nargs='+',
                    help='seeds: randomness.seed and split seed (default '
                    f'{FULL["seeds"]})')
-    p.add_argument('--variants', nargs='+', choices=list(VARIANTS),
-                   help='default: all')
+    p.add_argument('--variants', nargs='+', metavar='VARIANT',
+                   help=f'default: all built-in ones ({", ".join(VARIANTS)}'
+                   ') ; a name given with --variant-config also counts')
+    p.add_argument('--variant-config', nargs='+', default=[],
+                   metavar='NAME=CONFIG',
+                   help='extra variants for this invocation: NAME runs '
+                   'CONFIG (a path; a synthetic-data config, or a BUSI one '
+                   'with --data-root), e.g. an ablation of your own')
     p.add_argument('--iters', type=int,
                    help='schedule length for every variant; LR schedule, '
                    'ramp-ups and warm-ups are rescaled proportionally '
@@ -180,10 +186,15 @@ def parse_args(argv=None):
     p.add_argument('--report-only', action='store_true',
                    help='only aggregate existing runs (table, plots)')
     args = p.parse_args(argv)
+    args.variant_configs = parse_variant_configs(p, args.variant_config)
     preset = QUICK if args.quick else FULL
     for key, value in preset.items():
         if getattr(args, key) is None:
             setattr(args, key, copy.deepcopy(value))
+    known = list(VARIANTS) + list(args.variant_configs)
+    unknown = [v for v in args.variants if v not in known]
+    if unknown:
+        p.error(f'--variants: unknown {unknown}; choose from {known}')
     if args.data_root is not None:
         args.data_root = osp.abspath(args.data_root)
     if args.out_dir is None:
@@ -204,6 +215,33 @@ def parse_args(argv=None):
         # Real data has no generator: its test subset is the only test set.
         args.heldout_num = 0
     return args
+
+
+def parse_variant_configs(p: argparse.ArgumentParser,
+                          items: List[str]) -> Dict[str, str]:
+    """``['NAME=CONFIG', ...]`` -> ``{NAME: absolute CONFIG path}``."""
+    out: Dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition('=')
+        if not sep or not name or not path:
+            p.error(f'--variant-config expects NAME=CONFIG, got {item!r}')
+        if name in VARIANTS or name in out:
+            p.error(f'--variant-config: the name {name!r} is already '
+                    'taken; choose another')
+        if not osp.isfile(path):
+            p.error(f'--variant-config {item!r}: no such config file '
+                    f'{path!r}')
+        out[name] = osp.abspath(path)
+    return out
+
+
+def variant_source(args, variant: str) -> str:
+    """Config path of ``variant`` (relative to the repo for built-in
+    variants, absolute for ``--variant-config`` ones)."""
+    extra = getattr(args, 'variant_configs', {})
+    if variant in extra:
+        return extra[variant]
+    return VARIANTS[variant][0 if args.data_root is None else 1]
 
 
 # ----------------------------------------------------------------------
@@ -283,7 +321,7 @@ def make_config(args, variant: str, ratio: float, seed: int,
 
     from hermes_mm.utils import rewrite_datasets
     synthetic = args.data_root is None
-    src = VARIANTS[variant][0 if synthetic else 1]
+    src = variant_source(args, variant)
     cfg = Config.fromfile(osp.join(REPO_ROOT, src))
     cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
     facts: Dict[str, Any] = dict(source_config=src)

@@ -65,6 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--variants', nargs='+',
                    default=['supervised', 'supervised_matched',
                             'fully_supervised', 'hermes'])
+    p.add_argument('--variant-config', nargs='+', default=[],
+                   metavar='NAME=CONFIG',
+                   help='extra variants, passed on to quality.py')
     p.add_argument('--references', nargs='+', default=list(REFERENCES),
                    help='variants every other variant is paired against '
                    '(per seed)')
@@ -98,6 +101,8 @@ def quality_cmd(args, style: str, report_only: bool) -> List[str]:
                str(s) for s in args.seeds] + ['--variants'] + list(
                    args.variants) + ['--out-dir', osp.join(args.out_dir,
                                                            style)]
+    if args.variant_config:
+        cmd += ['--variant-config'] + list(args.variant_config)
     return cmd + (['--report-only'] if report_only else [])
 
 

@@ -130,3 +130,36 @@ def test_runs_wall_time_adds_every_recorded_part(quality):
     ]
     assert quality.runs_wall_s(records) == pytest.approx(690.0)
     assert quality.runs_wall_s([]) == 0.0
+
+
+def test_variant_config_adds_a_named_variant(quality, tmp_path, capsys):
+    """--variant-config NAME=CONFIG runs CONFIG under NAME (its run dir
+    and the written config's source); bad forms are rejected by name."""
+    cfg = tmp_path / 'my_ablation.py'
+    cfg.write_text("_base_ = '{}'\nmodel = dict(cutmix_prob=0.25)\n".format(
+        osp.join(quality.REPO_ROOT, 'configs/demo/hermes_synthetic.py')))
+    args = quality.parse_args([
+        '--cache-dir', str(tmp_path), '--out-dir', str(tmp_path / 'out'),
+        '--iters', '10', '--variants', 'hermes', 'mine',
+        '--variant-config', f'mine={cfg}'])
+    assert args.variants == ['hermes', 'mine']
+    facts = quality.make_config(args, 'mine', 0.125, 0,
+                                str(tmp_path / 'cfg.py'))
+    assert facts['source_config'] == str(cfg)
+    from mmengine.config import Config
+    written = Config.fromfile(str(tmp_path / 'cfg.py'))
+    assert written.model.cutmix_prob == 0.25
+    assert quality.run_dir(args, 'mine', 0.125, 0).endswith(
+        osp.join('runs', 'mine', 'r0.125', 'seed0'))
+    facts = quality.make_config(args, 'hermes', 0.125, 0,
+                                str(tmp_path / 'cfg2.py'))
+    assert facts['source_config'] == 'configs/demo/hermes_synthetic.py'
+
+    for bad, match in ((['--variants', 'nope'], 'unknown'),
+                       (['--variant-config', 'mine'], 'NAME=CONFIG'),
+                       (['--variant-config', f'hermes={cfg}'], 'taken'),
+                       (['--variant-config', 'x=/no/such.py'],
+                        'no such config')):
+        with pytest.raises(SystemExit):
+            quality.parse_args(['--cache-dir', str(tmp_path)] + bad)
+        assert match in capsys.readouterr().err

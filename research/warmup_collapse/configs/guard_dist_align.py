@@ -1,0 +1,7 @@
+# Issue-20 guard ablation: only the DistributionAlignment of the image
+# pseudo-labels of configs/demo/variants/hermes_synthetic_guarded.py.
+_base_ = '../../../configs/demo/hermes_synthetic.py'
+
+model = dict(
+    pseudo_labeler=dict(
+        cls_alignment=dict(type='DistributionAlignment', momentum=0.99)))

@@ -1,0 +1,7 @@
+# Issue-20 guard ablation: only the LesionShareGate of
+# configs/demo/variants/hermes_synthetic_guarded.py (same settings).
+_base_ = '../../../configs/demo/hermes_synthetic.py'
+
+model = dict(
+    lesion_share_gate=dict(
+        type='LesionShareGate', min_ratio=0.25, momentum=0.9))
