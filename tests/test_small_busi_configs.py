@@ -8,7 +8,8 @@ import time
 from mmengine.config import Config
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PAIRS = [('hermes_busi_small.py', 'demo/hermes_synthetic.py', 'hermes_busi.py'),
+PAIRS = [('hermes_busi_small.py', 'demo/hermes_synthetic.py',
+          'hermes_busi.py'),
          ('supervised_busi_small.py', 'demo/supervised_synthetic.py',
           'supervised_busi.py')]
 

@@ -68,8 +68,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.labeled_ratio is None:
         if args.ratios[0] > 0:
+            ratios = ' '.join(map(str, args.ratios))
             parser.error('--labeled-ratio is required when the train ratio '
-                         f'is not 0 (--ratios {" ".join(map(str, args.ratios))})')
+                         f'is not 0 (--ratios {ratios})')
         args.labeled_ratio = 1.0  # no train image: nothing to label
     if args.ann_file and not args.cls_classes:
         parser.error('--ann-file needs --cls-classes (the class names the '

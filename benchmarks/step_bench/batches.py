@@ -3,7 +3,6 @@ of the training-step benchmark: no data loader, so loading is not timed.
 """
 
 
-
 class BatchFactory:
     """Fixed random images / masks / labels; fresh sample objects per call.
 

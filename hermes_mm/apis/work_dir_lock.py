@@ -105,8 +105,7 @@ class WorkDirLock:
         if not isinstance(pid, int) or not _pid_running(pid):
             return True
         start = owner.get('process_start')
-        return start is not None and _process_start(pid) not in (None,
-                                                                  start)
+        return start is not None and _process_start(pid) not in (None, start)
 
     def describe(self, owner: dict) -> str:
         return (f"PID {owner.get('pid')} on host {owner.get('host')!r}, "

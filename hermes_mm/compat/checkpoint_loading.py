@@ -199,8 +199,8 @@ def explain_load_error(err: BaseException, source: str) -> Exception:
             f'Refusing to load checkpoint {source!r}: it contains {what}, '
             f'which is not on the weights-only allow-list '
             f'(hermes_mm.compat.checkpoint_loading, see docs/security.md). '
-            f'Nothing from the file was run. Checkpoints written by MMEngine or '
-            f'hermes_mm never need it; the file may be malicious or come '
+            f'Nothing from the file was run. Checkpoints written by MMEngine '
+            f'or hermes_mm never need it; the file may be malicious or come '
             f'from another tool. Load it with weights_only=False only if '
             f'you trust its source.')
     return CorruptCheckpointError(

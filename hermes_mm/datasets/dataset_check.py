@@ -459,8 +459,6 @@ def check_split_file(report: CheckReport, split_file: str,
                    no_labelled_message(source, missing, cls_classes))
 
 
-
-
 class DatasetFileError(ValueError):
     """Files of a configured dataset cannot be decoded (found at start-up)."""
 

@@ -106,4 +106,3 @@ def test_readme_split_command_on_a_fresh_folder(tiny_busi, tmp_path,
     split = json.loads((tmp_path / 'test_only' / 'split.json').read_text())
     assert sorted(split['test']) == sorted(tiny_busi.order)
     assert 'total             0         0         0' in capsys.readouterr().out
-

@@ -54,7 +54,7 @@ def test_default_style_is_the_old_generator(tmp_path):
         str(tmp_path / 'a'), num=12, seed=0, style='default')
     implicit = synthetic.generate_synthetic_busi(str(tmp_path / 'b'), num=12,
                                                  seed=0)
-    assert explicit['style'] == 'default'
+    assert explicit['style'] == implicit['style'] == 'default'
     assert _digest(str(tmp_path / 'a')) == _digest(str(tmp_path / 'b'))
     assert _digest(str(tmp_path / 'a')) == DEFAULT_NUM12_SEED0
 

@@ -180,8 +180,9 @@ def blob_cases(n=6, size=40, seed=0):
         cy, cx = rng.integers(12, 28, 2)
         ry, rx = rng.integers(5, 10, 2)
         gt = ((yy - cy) / ry)**2 + ((xx - cx) / rx)**2 <= 1
-        pred = ((yy - cy - rng.integers(-2, 3)) / (ry + rng.integers(-2, 3)))**2 \
-            + ((xx - cx - rng.integers(-2, 3)) / rx)**2 <= 1
+        dy, dry, dx = (rng.integers(-2, 3) for _ in range(3))
+        pred = ((yy - cy - dy) / (ry + dry))**2 \
+            + ((xx - cx - dx) / rx)**2 <= 1
         if i % 2:  # one 2 x 2 false-positive blob in a corner
             y, x = rng.choice([1, size - 3], 2)
             pred[y:y + 2, x:x + 2] = True

@@ -22,9 +22,9 @@ from sklearn.metrics import (accuracy_score, confusion_matrix,
 from hermes_mm.registry import METRICS
 from .functional import (BOTH_EMPTY_OVERLAP, BOUNDARY_CONNECTIVITY,
                          HD95_BOTH_EMPTY, HD95_MODES, HD95_ONE_EMPTY,
-                         HD_PERCENTILE, Spacing, binary_counts, hd95, lesion_masks,
-                         one_vs_rest_auc, overlap_scores, safe_divide,
-                         sensitivity_specificity, subset_mean)
+                         HD_PERCENTILE, Spacing, binary_counts, hd95,
+                         lesion_masks, one_vs_rest_auc, overlap_scores,
+                         safe_divide, sensitivity_specificity, subset_mean)
 
 #: Label of pixels excluded from evaluation (MMSeg's convention).
 IGNORE_INDEX = 255

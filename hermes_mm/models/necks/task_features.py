@@ -57,7 +57,8 @@ class TaskFeatures:
         return TaskFeatures(
             seg_feats=tuple(
                 torch.cat([a, b])
-                for a, b in zip(first.seg_feats, second.seg_feats, strict=True)),
+                for a, b in zip(
+                    first.seg_feats, second.seg_feats, strict=True)),
             cls_map=torch.cat([first.cls_map, second.cls_map]),
             cls_vec=torch.cat([first.cls_vec, second.cls_vec]),
             saliency_logits=join(first.saliency_logits,

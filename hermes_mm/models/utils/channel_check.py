@@ -18,7 +18,7 @@ A backbone that cannot run on the dummy batch (e.g. one with a fixed input
 size) is left unchecked: the check never blocks a model that would work.
 """
 import copy
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log

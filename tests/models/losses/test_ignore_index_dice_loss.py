@@ -109,8 +109,7 @@ def test_no_ignored_pixel_gives_exactly_the_upstream_value(kwargs):
     pred, target = _pred_target(seed=3)
     loss = IgnoreIndexDiceLoss(**kwargs)
     got = loss(pred, target, ignore_index=IGNORE)
-    upstream = DiceLoss.forward(loss, pred, target, None, None,
-                                            None, IGNORE)
+    upstream = DiceLoss.forward(loss, pred, target, None, None, None, IGNORE)
     assert torch.equal(got, upstream)
 
 
