@@ -356,3 +356,13 @@ def test_guarded_variant_adds_only_the_three_guards(guarded, hermes):
         'model.pseudo_labeler.cls_alignment',
         'model.consistency.min_lesion_confidence',
         'model.lesion_share_gate'])
+
+
+@pytest.mark.parametrize('variant, hermes', [
+    (osp.join('demo', 'variants', 'hermes_synthetic_unmixed_view.py'),
+     osp.join('demo', 'hermes_synthetic.py')),
+    (osp.join('variants', 'hermes_busi_unmixed_view.py'), 'hermes_busi.py'),
+])
+def test_unmixed_view_variant_changes_only_that_switch(variant, hermes):
+    assert_changes_exactly(variant, hermes, ['model.unmixed_image_view'])
+    assert load(variant).model.unmixed_image_view is True

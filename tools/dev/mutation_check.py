@@ -67,6 +67,8 @@ T_PIXCON = 'tests/models/losses/test_pixel_contrast_loss.py'
 T_ICT = 'tests/models/losses/test_inter_task_consistency_loss.py'
 T_CUTMIX = 'tests/models/utils/test_cutmix.py'
 T_HOOK = ('tests/engine/hooks/test_teacher_threshold_update_hook.py', )
+T_UNMIXED = ('tests/models/segmentors/test_unmixed_image_view.py', )
+OUTPUTS = 'hermes_mm/models/segmentors/multi_task_segmentor.py'
 
 
 @dataclass(frozen=True)
@@ -160,9 +162,9 @@ MUTANTS: List[Mutant] = [
            'aligned = probs / ratio.to(probs.dtype)',
            (T_ALIGN, )),
     Mutant('confident_lesions_ignore_teacher', ICT_HEAD,
-           'return pseudo.cls_usable & (lesion_prob >= '
+           'return ~pseudo.mixed & (lesion_prob >= '
            'self.min_lesion_confidence)',
-           'return pseudo.cls_usable',
+           'return ~pseudo.mixed',
            (T_GUARDS, )),
     Mutant('old_checkpoints_not_renamed', SEGMENTOR,
            'self._register_load_state_dict_pre_hook(self._rename_old_state)',
@@ -232,6 +234,31 @@ MUTANTS: List[Mutant] = [
            "message_hub.update_scalar(f'train/pl.{name}',",
            "message_hub.update_scalar(f'train/pl.{name}.precision',",
            T_HOOK),
+    # --- the unmixed image view (issue 20) -------------------------------
+    Mutant('unmixed_view_is_the_mixed_view', SEGMENTOR,
+           'extra_x = plain_x[mixed] if',
+           'extra_x = strong_x[mixed] if',
+           T_UNMIXED),
+    Mutant('image_pl_loss_on_mixed_logits', SEGMENTOR,
+           'seg_gate, image_out.cls_logits)',
+           'seg_gate, unsup_out.cls_logits)',
+           T_UNMIXED),
+    Mutant('image_contrast_on_mixed_vectors', SEGMENTOR,
+           'image_out.task_feats.cls_vec]), sup_labels,',
+           'unsup_out.task_feats.cls_vec]), sup_labels,',
+           T_UNMIXED),
+    Mutant('unmixed_flag_not_passed_to_pseudo_labels', SEGMENTOR,
+           'pseudo.unmixed_image_views = self.unmixed_image_view',
+           'pseudo.unmixed_image_views = False',
+           T_UNMIXED),
+    Mutant('consistency_on_mixed_views', ICT_HEAD,
+           'return ~pseudo.mixed & (lesion_prob >=',
+           'return pseudo.cls_usable & (lesion_prob >=',
+           T_UNMIXED),
+    Mutant('image_rows_replaced_out_of_order', OUTPUTS,
+           'index_put(index, other.cls_logits)',
+           'index_put(index, other.cls_logits.flip(0))',
+           T_UNMIXED),
 ]
 
 

@@ -94,7 +94,9 @@ class InterTaskConsistencyHead(BaseModule):
         if self.min_lesion_confidence is None:
             return torch.ones_like(pseudo.mixed)
         lesion_prob = pseudo.cls_probs[:, self.lesion_classes].sum(dim=1)
-        return pseudo.cls_usable & (lesion_prob >= self.min_lesion_confidence)
+        # the term compares one view's maps: the teacher's image-level
+        # probability describes an unmixed view only
+        return ~pseudo.mixed & (lesion_prob >= self.min_lesion_confidence)
 
     def loss(self, student, outputs, gt_masks: Tensor,
              pseudo: PseudoLabels) -> Dict[str, Tensor]:

@@ -48,6 +48,9 @@ class PseudoLabels:
             tau_high)`` the zones were cut with.
         hidden_masks / hidden_labels (Tensor, optional): The unlabelled
             set's hidden annotations, for diagnostics only.
+        unmixed_image_views (bool): The student's image-level outputs come
+            from unmixed strong views (``HermesSegmentor(unmixed_image_view
+            =True)``), so a mixed image keeps its image pseudo-label.
     """
     seg_probs: Tensor
     cls_probs: Tensor
@@ -59,11 +62,15 @@ class PseudoLabels:
     seg_thresholds: Tuple[Tensor, Tensor]
     hidden_masks: Optional[Tensor] = None
     hidden_labels: Optional[Tensor] = None
+    unmixed_image_views: bool = False
 
     @property
     def cls_usable(self) -> Tensor:
-        """(B,) images with an image-level signal: a mixed image has no
-        single class, so it is never a reliable image label."""
+        """(B,) images with an image-level signal: a mixed view has no
+        single class, so a mixed image keeps its image label only when the
+        student classifies an unmixed view of it."""
+        if self.unmixed_image_views:
+            return torch.ones_like(self.mixed)
         return ~self.mixed
 
     @property

@@ -168,6 +168,13 @@ class HermesSegmentor(SemiBaseSegmentor):
             pixel pseudo-label losses down while the teacher's reliable
             lesion pixels fall short of the labelled lesion share. None
             (default): off.
+        unmixed_image_view (bool): The student also classifies the unmixed
+            strong view of every CutMixed image, so that every unlabelled
+            image keeps an image-level signal (its pseudo-label loss and
+            image contrast use that view; UniMatch's second view, here the
+            same strong view before the paste). Costs one student forward
+            of the mixed images. False (default): mixed images give no
+            image-level signal.
     """
 
     def __init__(self,
@@ -189,6 +196,7 @@ class HermesSegmentor(SemiBaseSegmentor):
                  teacher_warmup_iters: Optional[int] = None,
                  joint_student_forward: bool = False,
                  lesion_share_gate: OptConfigType = None,
+                 unmixed_image_view: bool = False,
                  branches: Dict[str, str] = DEFAULT_BRANCHES,
                  predict_on: str = 'teacher',
                  init_cfg: OptMultiConfig = None,
@@ -244,6 +252,7 @@ class HermesSegmentor(SemiBaseSegmentor):
         self.cutmix_area = tuple(cutmix_area)
         self.cutmix_aspect = tuple(cutmix_aspect)
         self.joint_student_forward = bool(joint_student_forward)
+        self.unmixed_image_view = bool(unmixed_image_view)
         self.lesion_share_gate = MODELS.build(
             lesion_share_gate) if lesion_share_gate else None
         self._register_load_state_dict_pre_hook(self._rename_old_state)
@@ -285,11 +294,21 @@ class HermesSegmentor(SemiBaseSegmentor):
             inputs, data_samples)
         sup_labels = torch.cat([s.gt_label.view(-1) for s in sup_ds])
         teacher = self.teacher_predictions(weak_x, strong_ds)
+        plain_x = strong_x
         strong_x, teacher, mixed = self.mix_strong_views(strong_x, teacher)
         pseudo = self.pseudo_labeler(
             mixed=mixed, labelled_labels=sup_labels, **teacher)
+        pseudo.unmixed_image_views = self.unmixed_image_view
         self.pseudo_labeler.record(pseudo, weak_x, strong_x)
-        sup_out, unsup_out = self.student_forward(sup_x, strong_x)
+        extra_x = plain_x[mixed] if self.unmixed_image_view else plain_x[:0]
+        sup_out, unsup_out = self.student_forward(
+            sup_x, torch.cat([strong_x, extra_x]))
+        num_unsup = strong_x.shape[0]
+        unsup_out, extra_out = unsup_out.slice(0, num_unsup), unsup_out.slice(
+            num_unsup, num_unsup + extra_x.shape[0])
+        # image-level outputs: of the unmixed view where there is one
+        image_out = unsup_out.with_image_level(
+            mixed & self.unmixed_image_view, extra_out)
         outputs = MultiTaskOutputs.cat(sup_out, unsup_out)
         gt_masks = self.student.stack_gt_masks(sup_ds)
 
@@ -299,12 +318,14 @@ class HermesSegmentor(SemiBaseSegmentor):
         losses = add_prefix(
             self.student.supervised_losses(sup_out, sup_ds), 'sup')
         unsup = self.unsupervised_losses(unsup_out, pseudo, strong_ds,
-                                         seg_gate)
+                                         seg_gate, image_out.cls_logits)
         con = dict()
         if self.img_contrast is not None:
             con.update(
-                self.img_contrast.loss(outputs.task_feats.cls_vec,
-                                       sup_labels, pseudo))
+                self.img_contrast.loss(
+                    torch.cat([sup_out.task_feats.cls_vec,
+                               image_out.task_feats.cls_vec]), sup_labels,
+                    pseudo))
         if self.pix_contrast is not None:
             con.update(
                 self.pix_contrast.loss(outputs.task_feats.seg_feats,
@@ -403,7 +424,8 @@ class HermesSegmentor(SemiBaseSegmentor):
 
     def unsupervised_losses(self, outputs: MultiTaskOutputs,
                             pseudo: PseudoLabels, data_samples: SampleList,
-                            seg_gate: Optional[Tensor] = None
+                            seg_gate: Optional[Tensor] = None,
+                            cls_logits: Optional[Tensor] = None
                             ) -> Dict[str, Tensor]:
         """Pseudo-label losses on the strong views (reliable zone only).
 
@@ -414,7 +436,8 @@ class HermesSegmentor(SemiBaseSegmentor):
         scaled by ``seg_gate`` (``LesionShareGate``'s output) when given;
         classification uses the classification head's loss with a
         per-image weight, averaged over all unlabelled images (FixMatch's
-        normalisation).
+        normalisation), on ``cls_logits`` when given (the image-level
+        view's), else on ``outputs``'.
         """
         seg_losses = self.student.seg_losses(
             outputs.seg_logits, pseudo_data_samples(data_samples,
@@ -429,7 +452,7 @@ class HermesSegmentor(SemiBaseSegmentor):
         weight = pseudo.cls_reliable.float()
         losses[f'cls.{self.student.cls_loss_name}'] = \
             self.student.cls_head.loss_module(
-                outputs.cls_logits,
+                outputs.cls_logits if cls_logits is None else cls_logits,
                 pseudo.cls_zones.pseudo_label,
                 weight=weight,
                 avg_factor=max(weight.numel(), 1))

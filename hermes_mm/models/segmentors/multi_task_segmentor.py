@@ -8,7 +8,7 @@ decode head, so it runs unchanged in MMSeg's test loop, with any MMSeg or
 MMPretrain backbone, any MMSeg decode head and any MMPretrain classification
 head.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -58,6 +58,24 @@ class MultiTaskOutputs:
             task_feats=self.task_feats.slice(start, stop),
             seg_logits=self.seg_logits[start:stop],
             cls_logits=self.cls_logits[start:stop])
+
+    def with_image_level(self, rows: Tensor,
+                         other: 'MultiTaskOutputs') -> 'MultiTaskOutputs':
+        """These outputs with the image-level ones (``cls_logits``,
+        ``task_feats.cls_vec``) of the images where ``rows`` ((B,) bool) is
+        True replaced by ``other``'s, one ``other`` image per True row in
+        order; the dense outputs are kept."""
+        index = (rows.nonzero(as_tuple=True)[0], )
+        if len(index[0]) != other.cls_logits.shape[0]:
+            raise ValueError(f'{len(index[0])} rows to replace but '
+                             f'{other.cls_logits.shape[0]} replacement images')
+        return MultiTaskOutputs(
+            task_feats=replace(
+                self.task_feats,
+                cls_vec=self.task_feats.cls_vec.index_put(
+                    index, other.task_feats.cls_vec)),
+            seg_logits=self.seg_logits,
+            cls_logits=self.cls_logits.index_put(index, other.cls_logits))
 
     @staticmethod
     def cat(first: 'MultiTaskOutputs',
