@@ -5,7 +5,9 @@ harness runs ``benchmarks/quality.py`` once per style (``--style``; one
 output folder per style, so every run is resumable and reusable), then
 writes one per-style report:
 
-* per style and variant: held-out lesion-image Dice, Dice and accuracy
+* per style and variant: held-out lesion-image Dice, Dice, lesion-pixel
+  recall and precision (over the whole set: under- vs over-segmentation)
+  and accuracy
   (mean ± std over seeds; last checkpoint; Hermes-type models tested with
   their EMA teacher);
 * paired per seed (same split, same labelled images): each variant minus
@@ -47,7 +49,8 @@ from quality import mean_std, paired_test  # noqa: E402
 
 #: (metrics key, header) reported per style.
 KEYS = [('seg/dice_lesion', 'Dice lesion %'), ('seg/dice', 'Dice %'),
-        ('cls/accuracy', 'Acc %')]
+        ('seg/recall', 'Lesion px recall %'),
+        ('seg/precision', 'Lesion px precision %'), ('cls/accuracy', 'Acc %')]
 #: Paired references, in order of preference (``--references``).
 REFERENCES = ('supervised', 'supervised_matched')
 #: Variants whose share of the gap to ``UPPER`` is reported (``--methods``).
@@ -125,7 +128,8 @@ def paired(ours: Dict[int, dict], ref: Dict[int, dict],
     """``ours - ref`` per shared seed: ``quality.paired_test`` (mean, std,
     n, two-sided paired t-test p) plus the seeds and how many are
     higher/lower."""
-    seeds = sorted(set(ours) & set(ref))
+    seeds = sorted(s for s in set(ours) & set(ref)
+                   if key in ours[s] and key in ref[s])
     a = [ours[s][key] for s in seeds]
     b = [ref[s][key] for s in seeds]
     diffs = [x - y for x, y in zip(a, b)]
@@ -139,7 +143,8 @@ def gap_recovered(method: Dict[int, dict], lower: Dict[int, dict],
     """Share of the ``lower`` -> ``upper`` gap that ``method`` closes, from
     the means over the seeds all three have (None without such seeds or
     without a positive gap)."""
-    seeds = sorted(set(method) & set(lower) & set(upper))
+    seeds = sorted(s for s in set(method) & set(lower) & set(upper)
+                   if all(key in d[s] for d in (method, lower, upper)))
     if not seeds:
         return None
     m, lo, hi = (statistics.fmean(d[s][key] for s in seeds)

@@ -109,3 +109,20 @@ def test_second_method_and_hermes_as_reference(study, tmp_path):
     assert 'minus `hermes`' in md
     assert '| hermes_guarded | supervised | development styles | 60% ' \
         '(1 styles)' in md
+
+
+def test_variant_config_passed_on_and_missing_keys_skipped(study, tmp_path):
+    """--variant-config reaches quality.py; a metric that older runs did
+    not record (here lesion-pixel recall) is paired over the seeds that
+    have it, not a KeyError."""
+    args = study.parse_args(['--styles', 'crowded', '--seeds', '0', '1',
+                             '--variants', 'hermes', 'mine',
+                             '--variant-config', 'mine=/x/mine.py',
+                             '--out-dir', str(tmp_path)])
+    cmd = study.quality_cmd(args, 'crowded', False)
+    assert cmd[cmd.index('--variant-config') + 1] == 'mine=/x/mine.py'
+    ours = {0: {'seg/recall': 50.0}, 1: {}}
+    ref = {0: {'seg/recall': 40.0}, 1: {'seg/recall': 30.0}}
+    entry = study.paired(ours, ref, 'seg/recall')
+    assert entry['seeds'] == [0]
+    assert entry['mean'] == 10.0
