@@ -82,6 +82,9 @@ VARIANTS: Dict[str, Tuple[str, str]] = {
     'hermes_guarded': (
         'configs/demo/variants/hermes_synthetic_guarded.py',
         'configs/variants/hermes_busi_guarded.py'),
+    'hermes_class_balanced': (
+        'configs/demo/variants/hermes_synthetic_class_balanced.py',
+        'configs/variants/hermes_busi_class_balanced.py'),
     'hermes_unmixed_view': (
         'configs/demo/variants/hermes_synthetic_unmixed_view.py',
         'configs/variants/hermes_busi_unmixed_view.py'),

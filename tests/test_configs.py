@@ -366,3 +366,22 @@ def test_guarded_variant_adds_only_the_three_guards(guarded, hermes):
 def test_unmixed_view_variant_changes_only_that_switch(variant, hermes):
     assert_changes_exactly(variant, hermes, ['model.unmixed_image_view'])
     assert load(variant).model.unmixed_image_view is True
+
+
+@pytest.mark.parametrize('variant, hermes', [
+    (osp.join('demo', 'variants', 'hermes_synthetic_class_balanced.py'),
+     osp.join('demo', 'hermes_synthetic.py')),
+    (osp.join('variants', 'hermes_busi_class_balanced.py'),
+     'hermes_busi.py'),
+])
+def test_class_balanced_variant_changes_only_the_pixel_policy(variant,
+                                                              hermes):
+    assert_changes_exactly(variant, hermes,
+                           ['model.pseudo_labeler.seg_threshold'])
+    policy = load(variant).model.pseudo_labeler.seg_threshold
+    base = load(hermes).model.pseudo_labeler.seg_threshold
+    assert policy.type == 'ClassBalancedDualThreshold'
+    # the adaptive part as in Hermes, plus the balancing arguments only
+    assert {k: v for k, v in policy.items() if k != 'type'
+            and k not in ('min_high', 'ratio', 'histogram_bins')} == \
+        {k: v for k, v in base.items() if k != 'type'}

@@ -68,6 +68,9 @@ T_ICT = 'tests/models/losses/test_inter_task_consistency_loss.py'
 T_CUTMIX = 'tests/models/utils/test_cutmix.py'
 T_HOOK = ('tests/engine/hooks/test_teacher_threshold_update_hook.py', )
 T_UNMIXED = ('tests/models/segmentors/test_unmixed_image_view.py', )
+T_BALANCED = ('tests/models/pseudo_labels/test_class_balanced_threshold.py',
+              'tests/models/segmentors/test_hermes_guards.py')
+BALANCED = 'hermes_mm/models/pseudo_labels/class_balanced_dual_threshold.py'
 OUTPUTS = 'hermes_mm/models/segmentors/multi_task_segmentor.py'
 
 
@@ -154,8 +157,8 @@ MUTANTS: List[Mutant] = [
            (T_SEGMENTOR, T_LABELER)),
     # --- opt-in issue-20 guards (configs/demo/variants/*_guarded.py) ------
     Mutant('alignment_sees_no_labelled_labels', SEGMENTOR,
-           'mixed=mixed, labelled_labels=sup_labels, **teacher)',
-           'mixed=mixed, labelled_labels=None, **teacher)',
+           'mixed=mixed, labelled_labels=sup_labels, labelled_masks',
+           'mixed=mixed, labelled_labels=None, labelled_masks',
            (T_GUARDS, )),
     Mutant('alignment_ratio_inverted', ALIGN,
            'aligned = probs * ratio.to(probs.dtype)',
@@ -259,6 +262,27 @@ MUTANTS: List[Mutant] = [
            'index_put(index, other.cls_logits)',
            'index_put(index, other.cls_logits.flip(0))',
            T_UNMIXED),
+    # --- class-balanced pixel thresholds (issue 20) ----------------------
+    Mutant('balanced_labelled_counts_from_pseudo_labels', LABELER,
+           'labelled = labelled.flatten()',
+           'labelled = zones.pseudo_label.flatten()',
+           T_BALANCED),
+    Mutant('balanced_histogram_ignores_region', LABELER,
+           'histogram=confidence_histogram(zones, num_classes, bins, valid)',
+           'histogram=confidence_histogram(zones, num_classes, bins)',
+           T_BALANCED),
+    Mutant('balanced_share_inverted', BALANCED,
+           'wanted = self.ratio * ref_count * share[c] / share[ref]',
+           'wanted = self.ratio * ref_count * share[ref] / share[c]',
+           T_BALANCED),
+    Mutant('balanced_threshold_can_rise', BALANCED,
+           'above = [i for i in range(lowest, top) if',
+           'above = [i for i in range(lowest, top + 3) if',
+           T_BALANCED),
+    Mutant('balanced_floor_ignored', BALANCED,
+           'high = (max(above) if above else lowest) / self.histogram_bins',
+           'high = (max(above) if above else 0) / self.histogram_bins',
+           T_BALANCED),
 ]
 
 

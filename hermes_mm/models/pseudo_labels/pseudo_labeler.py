@@ -26,8 +26,8 @@ from mmengine.dist import all_reduce
 from torch import Tensor
 
 from hermes_mm.registry import MODELS
-from .zones import (Zones, confidence_stats, dual_threshold_zones,
-                    flatten_pixels)
+from .zones import (Zones, confidence_histogram, confidence_stats,
+                    dual_threshold_zones, flatten_pixels)
 
 
 @dataclass
@@ -140,8 +140,10 @@ class DualThresholdPseudoLabeler(nn.Module):
             cls_alignment,
             default_args=dict(num_classes=self.cls_num_classes)
         ) if cls_alignment else None
-        # Confidence statistics of the last batch, for update().
-        self._pending: Dict[str, Tuple[Tensor, Tensor]] = {}
+        # Statistics of the last batch per task, for update(): confidence
+        # sums and counts, plus a histogram and the labelled class counts
+        # for policies that set ``histogram_bins``.
+        self._pending: Dict[str, Dict[str, Tensor]] = {}
         # Quality counts of the last batch, for the hook (pop_counts()).
         self._counts: Dict[str, Tuple[float, float]] = {}
         # One-shot batch records for the visualisation hook.
@@ -160,7 +162,8 @@ class DualThresholdPseudoLabeler(nn.Module):
                 mixed: Tensor,
                 hidden_masks: Optional[Tensor] = None,
                 hidden_labels: Optional[Tensor] = None,
-                labelled_labels: Optional[Tensor] = None) -> PseudoLabels:
+                labelled_labels: Optional[Tensor] = None,
+                labelled_masks: Optional[Tensor] = None) -> PseudoLabels:
         """Zones and pixel pseudo-labels under the current thresholds.
 
         Also keeps the confidence statistics for :meth:`update`.
@@ -173,7 +176,11 @@ class DualThresholdPseudoLabeler(nn.Module):
             hidden_masks (LongTensor, optional): (B, H, W) hidden masks.
             hidden_labels (LongTensor, optional): (B,) hidden labels.
             labelled_labels (LongTensor, optional): (L,) labels of this
-                step's labelled images (for ``cls_alignment``).
+                step's labelled images (for ``cls_alignment`` and
+                class-balanced image thresholds).
+            labelled_masks (LongTensor, optional): (L, H, W) masks of this
+                step's labelled images (for class-balanced pixel
+                thresholds, e.g. ``ClassBalancedDualThreshold``).
         """
         if self.cls_alignment is not None:
             cls_probs = self.cls_alignment(cls_probs, labelled_labels)
@@ -185,9 +192,8 @@ class DualThresholdPseudoLabeler(nn.Module):
                                          *self.cls_threshold.thresholds())
         flat_region = region.flatten()
         self._pending = dict(
-            seg=confidence_stats(seg_zones, self.seg_num_classes,
-                                 flat_region),
-            cls=confidence_stats(cls_zones, self.cls_num_classes))
+            seg=self._stats('seg', seg_zones, flat_region, labelled_masks),
+            cls=self._stats('cls', cls_zones, None, labelled_labels))
         masks = torch.where(
             seg_zones.reliable & flat_region, seg_zones.pseudo_label,
             torch.full_like(seg_zones.pseudo_label,
@@ -204,16 +210,39 @@ class DualThresholdPseudoLabeler(nn.Module):
             hidden_masks=hidden_masks,
             hidden_labels=hidden_labels)
 
+    def _stats(self, task: str, zones: Zones, valid: Optional[Tensor],
+               labelled: Optional[Tensor]) -> Dict[str, Tensor]:
+        """What ``task``'s policy's ``update`` takes from this batch."""
+        policy = self.policies()[task]
+        num_classes = policy.num_classes
+        sums, counts = confidence_stats(zones, num_classes, valid)
+        stats = dict(confidence_sum=sums, count=counts)
+        bins = getattr(policy, 'histogram_bins', None)
+        if bins is None:
+            return stats
+        if labelled is None:
+            raise ValueError(
+                f'{type(policy).__name__} ({task}_threshold) balances the '
+                'pseudo-labels against the labelled class shares: pass '
+                'labelled_masks / labelled_labels to the pseudo-labeller')
+        labelled = labelled.flatten()
+        labelled = labelled[(labelled >= 0) & (labelled < num_classes)]
+        stats.update(
+            histogram=confidence_histogram(zones, num_classes, bins, valid),
+            labelled_count=torch.bincount(
+                labelled, minlength=num_classes).float())
+        return stats
+
     @torch.no_grad()
     def update(self, iteration: int) -> None:
         """Update both policies from the last batch's statistics, summed
         across ranks first so that every rank holds the same thresholds."""
         policies = self.policies()
-        for task, (sums, counts) in self._pending.items():
-            sums, counts = sums.clone(), counts.clone()
-            all_reduce(sums, op='sum')
-            all_reduce(counts, op='sum')
-            policies[task].update(sums, counts, iteration)
+        for task, stats in self._pending.items():
+            stats = {key: value.clone() for key, value in stats.items()}
+            for value in stats.values():
+                all_reduce(value, op='sum')
+            policies[task].update(iteration=iteration, **stats)
         self._pending = {}
 
     def threshold_scalars(self) -> Dict[str, float]:

@@ -165,3 +165,20 @@ def confidence_stats(zones: Zones, num_classes: int,
     counts.index_add_(0, labels,
                       torch.ones_like(confidence, dtype=torch.float))
     return sums, counts
+
+
+def confidence_histogram(zones: Zones, num_classes: int, bins: int,
+                         valid: Optional[Tensor] = None) -> Tensor:
+    """Per predicted class, how many ``valid`` samples fall in each of
+    ``bins`` equal confidence bins over [0, 1]: a (K, bins) count tensor
+    (summed, so ranks combine with an all-reduce). Bin ``i`` holds
+    confidences in ``[i / bins, (i + 1) / bins)``, the last one also 1.
+    """
+    confidence, labels = zones.confidence, zones.pseudo_label
+    if valid is not None:
+        confidence, labels = confidence[valid], labels[valid]
+    index = (confidence.float() * bins).long().clamp(0, bins - 1)
+    hist = torch.zeros(num_classes * bins, device=confidence.device)
+    hist.index_add_(0, labels * bins + index,
+                    torch.ones_like(confidence, dtype=torch.float))
+    return hist.view(num_classes, bins)

@@ -293,11 +293,13 @@ class HermesSegmentor(SemiBaseSegmentor):
         sup_x, weak_x, strong_x, sup_ds, strong_ds = self.unpack_branches(
             inputs, data_samples)
         sup_labels = torch.cat([s.gt_label.view(-1) for s in sup_ds])
+        gt_masks = self.student.stack_gt_masks(sup_ds)
         teacher = self.teacher_predictions(weak_x, strong_ds)
         plain_x = strong_x
         strong_x, teacher, mixed = self.mix_strong_views(strong_x, teacher)
         pseudo = self.pseudo_labeler(
-            mixed=mixed, labelled_labels=sup_labels, **teacher)
+            mixed=mixed, labelled_labels=sup_labels, labelled_masks=gt_masks,
+            **teacher)
         pseudo.unmixed_image_views = self.unmixed_image_view
         self.pseudo_labeler.record(pseudo, weak_x, strong_x)
         extra_x = plain_x[mixed] if self.unmixed_image_view else plain_x[:0]
@@ -310,7 +312,6 @@ class HermesSegmentor(SemiBaseSegmentor):
         image_out = unsup_out.with_image_level(
             mixed & self.unmixed_image_view, extra_out)
         outputs = MultiTaskOutputs.cat(sup_out, unsup_out)
-        gt_masks = self.student.stack_gt_masks(sup_ds)
 
         seg_gate = None if self.lesion_share_gate is None else \
             self.lesion_share_gate(gt_masks, pseudo.masks, pseudo.region,

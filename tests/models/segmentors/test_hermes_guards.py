@@ -80,3 +80,27 @@ def test_consistency_skips_views_the_teacher_calls_lesion_free():
     model = guarded_model()
     model.consistency.min_lesion_confidence = None
     assert bool(consistency_valid(model).all())
+
+
+def test_class_balanced_pixel_thresholds_see_the_labelled_masks():
+    """``ClassBalancedDualThreshold`` balances against *this step's
+    labelled masks*, and its thresholds move after the hook's update."""
+    variant = osp.join(osp.dirname(GUARDED),
+                       'hermes_synthetic_class_balanced.py')
+    model = _build(pseudo_labeler=Config.fromfile(variant).model.
+                   pseudo_labeler)
+    policy = model.pseudo_labeler.seg_threshold
+    assert type(policy).__name__ == 'ClassBalancedDualThreshold'
+    inputs, samples = make_batch()
+    model.set_iteration(LATE)
+    model.train()
+    model.loss(inputs, samples)
+    masks = torch.stack([s.gt_sem_seg.data[0] for s in samples['sup']])
+    pending = model.pseudo_labeler._pending['seg']
+    assert pending['labelled_count'].tolist() == torch.bincount(
+        masks.flatten(), minlength=2).float().tolist()
+    assert pending['histogram'].sum() == pending['count'].sum()
+    model.pseudo_labeler.update(iteration=LATE)
+    assert torch.equal(policy.labelled_share,
+                       pending['labelled_count'] /
+                       pending['labelled_count'].sum())

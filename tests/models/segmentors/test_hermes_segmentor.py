@@ -214,7 +214,7 @@ def normal_losses(model):
         with thresholds(model, seg=(0.75, 0.95), cls=(0.6, 0.9)):
             losses = _run_loss(model, make_batch())
             # the confidence statistics kept for the threshold update
-            stats = {k: tuple(t.clone() for t in v)
+            stats = {k: (v['confidence_sum'].clone(), v['count'].clone())
                      for k, v in model.pseudo_labeler._pending.items()}
         missing = trainable_without_grad(model)
         teacher_grads = [n for n, p in model.teacher.named_parameters()
@@ -578,8 +578,8 @@ def test_update_thresholds_follows_adaptive_closed_form(model):
         m, margin, floor = cfg.momentum, cfg.margin, cfg.low_floor
         lo, hi = cfg.high_range
         sums, counts = [90.0, 6.0], [100.0, 10.0]
-        labeler._pending = dict(
-            seg=(torch.tensor(sums), torch.tensor(counts)))
+        labeler._pending = dict(seg=dict(confidence_sum=torch.tensor(sums),
+                                         count=torch.tensor(counts)))
         labeler.update(iteration=7)
         tau_g = m * tau_g0 + (1 - m) * sum(sums) / sum(counts)
         sigma = [m * s + (1 - m) * a / c
