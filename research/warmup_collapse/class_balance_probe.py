@@ -70,7 +70,8 @@ def main(cfg_path, checkpoint, min_high=0.6):
     conf, pred, hidden = (torch.cat(x) for x in (confs, preds, hiddens))
     low, high = adaptive.thresholds()
     policy = ClassBalancedDualThreshold(
-        2, low.clone(), high.clone(), momentum=adaptive.momentum,
+        2, tau_low=low.clone(), tau_high=high.clone(),
+        momentum=adaptive.momentum,
         margin=adaptive.margin, high_range=adaptive.high_range,
         low_floor=adaptive.low_floor, min_high=min_high, histogram_bins=BINS)
     policy.global_confidence.copy_(adaptive.global_confidence)

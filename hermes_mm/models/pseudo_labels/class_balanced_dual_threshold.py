@@ -1,7 +1,7 @@
 """Adaptive dual thresholds that give rare classes their labelled share of
 the pseudo-labels (class-balanced self-training)."""
 import math
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -43,8 +43,9 @@ class ClassBalancedDualThreshold(AdaptiveDualThreshold):
     cannot be helped here (the threshold then rests at ``min_high``).
 
     Args:
-        num_classes, tau_low, tau_high, momentum, margin, high_range,
-            low_floor: As in :class:`AdaptiveDualThreshold`.
+        num_classes (int): K.
+        **adaptive: ``tau_low``, ``tau_high``, ``momentum``, ``margin``,
+            ``high_range``, ``low_floor`` of :class:`AdaptiveDualThreshold`.
         min_high (float): Lowest upper threshold a rare class may get.
             Defaults to 0.6.
         ratio (float): Wanted share of the labelled class ratio, in (0, 1].
@@ -55,17 +56,12 @@ class ClassBalancedDualThreshold(AdaptiveDualThreshold):
 
     def __init__(self,
                  num_classes: int,
-                 tau_low=0.7,
-                 tau_high=0.95,
-                 momentum: float = 0.999,
-                 margin: float = 0.2,
-                 high_range: Tuple[float, float] = (0.5, 0.99),
-                 low_floor: float = 0.5,
                  min_high: float = 0.6,
                  ratio: float = 1.0,
-                 histogram_bins: int = 50) -> None:
-        super().__init__(num_classes, tau_low, tau_high, momentum, margin,
-                         high_range, low_floor)
+                 histogram_bins: int = 50,
+                 **adaptive) -> None:
+        super().__init__(num_classes, **adaptive)
+        low_floor = self.low_floor
         if not low_floor <= min_high <= 1:
             raise ValueError(f'min_high must be in [low_floor={low_floor}, '
                              f'1], got {min_high}')
