@@ -8,6 +8,12 @@ on the unlabelled batch. A new policy is one file in this package: subclass
 :class:`BaseDualThreshold`, implement :meth:`update`, register it in
 ``MODELS`` and name it in ``model.pseudo_labeler.seg_threshold`` /
 ``cls_threshold``.
+
+A policy that needs more than the per-class confidence sums and counts sets
+an integer attribute ``histogram_bins``; its ``update`` then also receives
+``histogram`` ((K, bins) counts per predicted class and confidence bin) and
+``labelled_count`` ((K,) this step's labelled pixels / images per class),
+both summed across ranks (``ClassBalancedDualThreshold``).
 """
 from typing import Tuple, Union
 
