@@ -244,10 +244,10 @@ def test_ablation_removes_exactly_its_component(name, reference, what):
 def test_mean_teacher_is_hermes_without_its_additions(name, reference):
     name, reference = osp.normpath(name), osp.normpath(reference)
     extra = ('model.consistency', 'model.segmentor.task_neck',
-             'model.cutmix_prob')
+             'model.cutmix_prob', 'model.lesion_share_gate')
     assert_changes_exactly(name, reference, CONTRAST + THRESHOLDS + extra)
     cfg = load(name)
-    for key in CONTRAST + ('model.consistency', ):
+    for key in CONTRAST + ('model.consistency', 'model.lesion_share_gate'):
         assert get(cfg, key) is None, key
     assert_single_threshold(cfg)
     assert cfg.model.cutmix_prob == 0
@@ -257,6 +257,7 @@ def test_mean_teacher_is_hermes_without_its_additions(name, reference):
         assert model.img_contrast is None
         assert model.pix_contrast is None
         assert model.consistency is None
+        assert model.lesion_share_gate is None
 
 
 @pytest.mark.parametrize('name, ratio', [('hermes_busi_label1-2.py', 0.5),
@@ -351,11 +352,28 @@ def test_unlabelled_off_twin_changes_only_the_weights(twin, hermes):
      osp.join('demo', 'hermes_synthetic.py')),
     (osp.join('variants', 'hermes_busi_guarded.py'), 'hermes_busi.py'),
 ])
-def test_guarded_variant_adds_only_the_three_guards(guarded, hermes):
+def test_guarded_variant_adds_only_the_two_opt_in_guards(guarded, hermes):
     assert_changes_exactly(guarded, hermes, [
         'model.pseudo_labeler.cls_alignment',
-        'model.consistency.min_lesion_confidence',
-        'model.lesion_share_gate'])
+        'model.consistency.min_lesion_confidence'])
+
+
+HERMES_CONFIGS = [
+    name for name in CONFIGS
+    if load(name).model.get('type') == 'HermesSegmentor'
+]
+
+
+@pytest.mark.parametrize('name', HERMES_CONFIGS)
+def test_lesion_share_gate_on_in_every_hermes_config_but_mean_teacher(name):
+    """The do-no-harm gate (issue 20) ships on; the mean-teacher baseline
+    stays a plain mean teacher."""
+    gate = load(name).model.get('lesion_share_gate')
+    if 'mean_teacher' in name:
+        assert gate is None
+    else:
+        assert gate == dict(type='LesionShareGate', min_ratio=0.25,
+                            momentum=0.9)
 
 
 @pytest.mark.parametrize('variant, hermes', [

@@ -1,6 +1,7 @@
 # Mean-teacher baseline: the same network and data as Hermes, with an EMA
 # teacher and single-threshold pseudo-labels (weak -> strong views) only: no
-# ITAS, no dual thresholds, no contrastive or consistency loss, no CutMix.
+# ITAS, no dual thresholds, no contrastive or consistency loss, no CutMix,
+# no lesion-share gate.
 _base_ = '../hermes_busi.py'
 
 model = dict(
@@ -16,4 +17,5 @@ model = dict(
     img_contrast=None,
     pix_contrast=None,
     consistency=None,
+    lesion_share_gate=None,
     cutmix_prob=0.0)

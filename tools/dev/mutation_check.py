@@ -262,6 +262,15 @@ MUTANTS: List[Mutant] = [
            'index_put(index, other.cls_logits)',
            'index_put(index, other.cls_logits.flip(0))',
            T_UNMIXED),
+    # --- the lesion-share gate, a default since 2026-12-06 ---------------
+    Mutant('gate_not_applied', SEGMENTOR,
+           'losses = reweight_losses(losses, seg_gate)',
+           'losses = reweight_losses(losses, 1.0)',
+           (T_GUARDS, )),
+    Mutant('gate_compares_pseudo_with_pseudo', SEGMENTOR,
+           'self.lesion_share_gate(gt_masks, pseudo.masks',
+           'self.lesion_share_gate(pseudo.masks, pseudo.masks',
+           (T_GUARDS, )),
     # --- class-balanced pixel thresholds (issue 20) ----------------------
     Mutant('balanced_labelled_counts_from_pseudo_labels', LABELER,
            'labelled = labelled.flatten()',

@@ -96,4 +96,11 @@ model = dict(
             detach='seg')),
     lesion_index=1,
     cutmix_prob=0.5,
+    # Do-no-harm guard (issue 20): while the teacher's reliable lesion
+    # pseudo-labels hold less than a quarter of the labelled lesion share
+    # (a teacher that has not found the lesion yet), the pixel pseudo-label
+    # loss is scaled down, to 0 for none, so all-background pseudo-labels
+    # cannot lock in "no lesion" (README, results per data style).
+    lesion_share_gate=dict(
+        type='LesionShareGate', min_ratio=0.25, momentum=0.9),
     predict_on='teacher')

@@ -2,4 +2,7 @@
 # guard of configs/demo/variants/hermes_synthetic_guarded.py.
 _base_ = '../../../configs/demo/hermes_synthetic.py'
 
-model = dict(consistency=dict(min_lesion_confidence=0.5))
+# The gate off, as when this ablation ran (2026-12-05, before the gate
+# became a default).
+model = dict(
+    consistency=dict(min_lesion_confidence=0.5), lesion_share_gate=None)

@@ -2,6 +2,9 @@
 # pseudo-labels of configs/demo/variants/hermes_synthetic_guarded.py.
 _base_ = '../../../configs/demo/hermes_synthetic.py'
 
+# The gate off, as when this ablation ran (2026-12-05, before the gate
+# became a default).
 model = dict(
     pseudo_labeler=dict(
-        cls_alignment=dict(type='DistributionAlignment', momentum=0.99)))
+        cls_alignment=dict(type='DistributionAlignment', momentum=0.99)),
+    lesion_share_gate=None)

@@ -7,6 +7,7 @@ teacher's image probabilities of the same views.
 """
 import os.path as osp
 
+import pytest
 import torch
 from mmengine.config import Config
 
@@ -104,3 +105,59 @@ def test_class_balanced_pixel_thresholds_see_the_labelled_masks():
     assert torch.equal(policy.labelled_share,
                        pending['labelled_count'] /
                        pending['labelled_count'].sum())
+
+
+def _gate_run(monkeypatch, gate, lesion_teacher=True):
+    from .test_hermes_segmentor import (hand_threshold_loss, patch_teacher,
+                                        spy)
+    model = _build(lesion_share_gate=gate)
+    patch_teacher(monkeypatch, model)
+    if not lesion_teacher:  # a teacher that has not found the lesion
+        original = model.teacher_predictions
+
+        def no_lesion(weak_inputs, data_samples):
+            out = original(weak_inputs, data_samples)
+            out['seg_probs'][:, 1] = 0.02
+            out['seg_probs'][:, 0] = 0.98
+            return out
+
+        monkeypatch.setattr(model, 'teacher_predictions', no_lesion)
+    monkeypatch.setattr(model, 'cutmix_prob', 0.0)
+    labels = spy(monkeypatch, model.pseudo_labeler, 'forward')
+    batch = make_batch()
+    losses = hand_threshold_loss(model, batch)
+    monkeypatch.undo()
+    return losses, labels[0][1], batch
+
+
+def test_lesion_share_gate_scales_the_pixel_pseudo_label_loss(monkeypatch):
+    """The gate multiplies exactly the pixel pseudo-label losses, with the
+    value from *labelled* masks vs the teacher's reliable lesion pixels."""
+    gate = dict(type='LesionShareGate', min_ratio=1.0, momentum=0.0)
+    gated, pseudo, (_, samples) = _gate_run(monkeypatch, gate)
+    plain, _, _ = _gate_run(monkeypatch, None)
+    gt = torch.stack([s.gt_sem_seg.data[0] for s in samples['sup']])
+    labelled_share = (gt == 1).float().mean()
+    pseudo_share = (pseudo.masks == 1).float().mean()
+    expected = float((pseudo_share / labelled_share).clamp(max=1))
+    assert 0.3 < expected < 0.9  # a case where the gate is partly open
+    assert float(gated['gate.lesion_share']) == pytest.approx(expected,
+                                                              rel=1e-5)
+    for key in ('unsup.seg.loss_ce', 'unsup.seg.loss_dice'):
+        assert float(gated[key]) == pytest.approx(
+            expected * float(plain[key]), rel=1e-5), key
+    for key in ('sup.seg.loss_ce', 'unsup.cls.loss_cls', 'con.loss_con_pix'):
+        assert float(gated[key]) == pytest.approx(float(plain[key]),
+                                                  rel=1e-5), key
+
+
+def test_lesion_share_gate_closes_for_a_teacher_without_lesion(monkeypatch):
+    """The collapse case (issue 20): a teacher with no reliable lesion pixel
+    gets no pixel pseudo-label loss at all; the labelled loss is untouched."""
+    gate = dict(type='LesionShareGate', min_ratio=0.25, momentum=0.9)
+    losses, pseudo, _ = _gate_run(monkeypatch, gate, lesion_teacher=False)
+    assert not (pseudo.masks == 1).any()
+    assert float(losses['gate.lesion_share']) == 0.0
+    assert float(losses['unsup.seg.loss_ce']) == 0.0
+    assert float(losses['unsup.seg.loss_dice']) == 0.0
+    assert float(losses['sup.seg.loss_ce']) > 0
