@@ -56,7 +56,7 @@ def test_segmentor_drops_pixel_pseudo_labels_of_a_teacher_without_lesion(
     student is trained towards "no lesion"."""
     from tests.models.segmentors.test_hermes_segmentor import (LATE, _build,
                                                                make_batch)
-    model = _build(cutmix_prob=0.0)
+    model = _build(cutmix_prob=0.0, lesion_share_gate=None)
     original = model.teacher_predictions
 
     def no_lesion_teacher(weak_inputs, data_samples):
