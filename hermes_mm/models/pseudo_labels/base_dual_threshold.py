@@ -15,7 +15,7 @@ an integer attribute ``histogram_bins``; its ``update`` then also receives
 ``labelled_count`` ((K,) this step's labelled pixels / images per class),
 both summed across ranks (``ClassBalancedDualThreshold``).
 """
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -41,6 +41,10 @@ class BaseDualThreshold(nn.Module):
         tau_low (float | sequence): Initial lower threshold(s).
         tau_high (float | sequence): Initial upper threshold(s).
     """
+
+    #: Confidence-histogram bins ``update`` wants (with the labelled class
+    #: counts); None: only the confidence sums and counts.
+    histogram_bins: Optional[int] = None
 
     def __init__(self, num_classes: int, tau_low, tau_high) -> None:
         super().__init__()

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from hermes_mm.registry import MODELS
+from ..utils.running_mean import update_running_mean_
 from .adaptive_dual_threshold import AdaptiveDualThreshold
 
 
@@ -104,19 +105,14 @@ class ClassBalancedDualThreshold(AdaptiveDualThreshold):
         super().update(confidence_sum, count, iteration)
         histogram = histogram.to(self.histogram)
         labelled_count = labelled_count.to(self.labelled_share)
+        first = not bool(self.initialised)
         if labelled_count.sum() > 0:
-            share = labelled_count / labelled_count.sum()
-            if bool(self.initialised):
-                self.labelled_share.mul_(self.momentum).add_(
-                    (1 - self.momentum) * share)
-            else:
-                self.labelled_share.copy_(share)
+            update_running_mean_(self.labelled_share,
+                                 labelled_count / labelled_count.sum(),
+                                 self.momentum, first)
         if histogram.sum() > 0:
-            if bool(self.initialised):
-                self.histogram.mul_(self.momentum).add_(
-                    (1 - self.momentum) * histogram)
-            else:
-                self.histogram.copy_(histogram)
+            update_running_mean_(self.histogram, histogram, self.momentum,
+                                 first)
         if labelled_count.sum() > 0 and histogram.sum() > 0:
             self.initialised.fill_(True)
         if not bool(self.initialised):

@@ -217,7 +217,7 @@ class DualThresholdPseudoLabeler(nn.Module):
         num_classes = policy.num_classes
         sums, counts = confidence_stats(zones, num_classes, valid)
         stats = dict(confidence_sum=sums, count=counts)
-        bins = getattr(policy, 'histogram_bins', None)
+        bins = policy.histogram_bins
         if bins is None:
             return stats
         if labelled is None:

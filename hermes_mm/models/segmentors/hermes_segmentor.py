@@ -302,15 +302,8 @@ class HermesSegmentor(SemiBaseSegmentor):
             **teacher)
         pseudo.unmixed_image_views = self.unmixed_image_view
         self.pseudo_labeler.record(pseudo, weak_x, strong_x)
-        extra_x = plain_x[mixed] if self.unmixed_image_view else plain_x[:0]
-        sup_out, unsup_out = self.student_forward(
-            sup_x, torch.cat([strong_x, extra_x]))
-        num_unsup = strong_x.shape[0]
-        unsup_out, extra_out = unsup_out.slice(0, num_unsup), unsup_out.slice(
-            num_unsup, num_unsup + extra_x.shape[0])
-        # image-level outputs: of the unmixed view where there is one
-        image_out = unsup_out.with_image_level(
-            mixed & self.unmixed_image_view, extra_out)
+        sup_out, unsup_out, image_out = self.student_outputs(
+            sup_x, strong_x, plain_x, mixed)
         outputs = MultiTaskOutputs.cat(sup_out, unsup_out)
 
         seg_gate = None if self.lesion_share_gate is None else \
@@ -422,6 +415,25 @@ class HermesSegmentor(SemiBaseSegmentor):
                 'the strong views then also shape the BN statistics)'
             ) from err
         return sup_out, unsup_out
+
+    def student_outputs(
+        self, sup_x: Tensor, strong_x: Tensor, plain_x: Tensor, mixed: Tensor
+    ) -> Tuple[MultiTaskOutputs, MultiTaskOutputs, MultiTaskOutputs]:
+        """:meth:`student_forward` on the labelled images and the (mixed)
+        strong views, with ``unmixed_image_view`` also on the mixed images'
+        strong views before the paste (``plain_x[mixed]``, appended to the
+        strong batch). Returns the labelled outputs, the strong views'
+        outputs and the image-level outputs: the strong views' with the
+        unmixed views' ``cls_logits`` / ``cls_vec`` in the mixed rows."""
+        extra_x = plain_x[mixed] if self.unmixed_image_view else plain_x[:0]
+        sup_out, unsup_out = self.student_forward(
+            sup_x, torch.cat([strong_x, extra_x]))
+        num_unsup = strong_x.shape[0]
+        unsup_out, extra_out = unsup_out.slice(0, num_unsup), unsup_out.slice(
+            num_unsup, num_unsup + extra_x.shape[0])
+        image_out = unsup_out.with_image_level(
+            mixed & self.unmixed_image_view, extra_out)
+        return sup_out, unsup_out, image_out
 
     def unsupervised_losses(self, outputs: MultiTaskOutputs,
                             pseudo: PseudoLabels, data_samples: SampleList,
