@@ -85,6 +85,9 @@ VARIANTS: Dict[str, Tuple[str, str]] = {
     'hermes_class_balanced': (
         'configs/demo/variants/hermes_synthetic_class_balanced.py',
         'configs/variants/hermes_busi_class_balanced.py'),
+    'hermes_safety_net': (
+        'configs/demo/variants/hermes_synthetic_safety_net.py',
+        'configs/variants/hermes_busi_safety_net.py'),
     'hermes_unmixed_view': (
         'configs/demo/variants/hermes_synthetic_unmixed_view.py',
         'configs/variants/hermes_busi_unmixed_view.py'),

@@ -403,3 +403,24 @@ def test_class_balanced_variant_changes_only_the_pixel_policy(variant,
     assert {k: v for k, v in policy.items() if k != 'type'
             and k not in ('min_high', 'ratio', 'histogram_bins')} == \
         {k: v for k, v in base.items() if k != 'type'}
+
+
+@pytest.mark.parametrize('variant, hermes', [
+    (osp.join('demo', 'variants', 'hermes_synthetic_safety_net.py'),
+     osp.join('demo', 'hermes_synthetic.py')),
+    (osp.join('variants', 'hermes_busi_safety_net.py'), 'hermes_busi.py'),
+])
+def test_safety_net_variant_adds_only_the_hook(variant, hermes):
+    from hermes_mm.engine.hooks import UnlabelledSafetyNetHook
+    from hermes_mm.registry import HOOKS
+    assert_changes_exactly(variant, hermes, ['custom_hooks'])
+    hooks, base_hooks = load(variant).custom_hooks, load(hermes).custom_hooks
+    assert hooks[:-1] == base_hooks  # the update hook, unchanged
+    hook = HOOKS.build(hooks[-1])
+    assert isinstance(hook, UnlabelledSafetyNetHook)
+    # keys the teacher's MultiTaskMetric validation reports
+    # (tests/evaluation/test_multi_task_metric.py, prefix 'teacher')
+    assert hook.score_keys == ('teacher/seg/dice_lesion',
+                               'teacher/cls/accuracy')
+    assert load(variant).default_hooks.checkpoint.save_best.startswith(
+        'teacher/')

@@ -72,6 +72,9 @@ T_BALANCED = ('tests/models/pseudo_labels/test_class_balanced_threshold.py',
               'tests/models/segmentors/test_hermes_guards.py')
 BALANCED = 'hermes_mm/models/pseudo_labels/class_balanced_dual_threshold.py'
 OUTPUTS = 'hermes_mm/models/segmentors/multi_task_segmentor.py'
+SAFETY = 'hermes_mm/engine/hooks/unlabelled_safety_net_hook.py'
+T_SAFETY = ('tests/engine/hooks/test_unlabelled_safety_net_hook.py', )
+T_SCALE = ('tests/models/segmentors/test_hermes_guards.py', )
 
 
 @dataclass(frozen=True)
@@ -292,6 +295,30 @@ MUTANTS: List[Mutant] = [
            'high = (max(above) if above else lowest) / self.histogram_bins',
            'high = (max(above) if above else 0) / self.histogram_bins',
            T_BALANCED),
+    Mutant('unlabelled_scale_skips_consistency', SEGMENTOR,
+           'ict=scale * self.consistency_weight(iteration))',
+           'ict=self.consistency_weight(iteration))',
+           T_SCALE),
+    Mutant('safety_net_does_not_restore', SAFETY,
+           '                model.load_state_dict(self.best_state)',
+           '                pass',
+           T_SAFETY),
+    Mutant('safety_net_final_checkpoint_stale', SAFETY,
+           '            if self._after_last_step(runner):',
+           '            if False:',
+           T_SAFETY),
+    Mutant('safety_net_resume_forgets', SAFETY,
+           'if self._loaded is not None and runner.iter > 0:',
+           'if False:',
+           T_SAFETY),
+    Mutant('safety_net_load_from_inherits', SAFETY,
+           'if self._loaded is not None and runner.iter > 0:',
+           'if self._loaded is not None:',
+           T_SAFETY),
+    Mutant('safety_net_acts_within_tolerance', SAFETY,
+           'elif score < self.best_score - self.tolerance:',
+           'elif score < self.best_score:',
+           T_SAFETY),
 ]
 
 

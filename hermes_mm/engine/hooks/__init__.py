@@ -4,9 +4,10 @@ from .random_state_hook import RandomStateHook
 from .sync_norm_stats_hook import SyncNormStatsHook
 from .teacher_threshold_update_hook import (DualThresholdPseudoLabelHook,
                                             TeacherThresholdUpdateHook)
+from .unlabelled_safety_net_hook import UnlabelledSafetyNetHook
 
 __all__ = [
     'AtomicCheckpointHook', 'DualThresholdPseudoLabelHook',
     'HermesVisualizationHook', 'RandomStateHook', 'SyncNormStatsHook',
-    'TeacherThresholdUpdateHook'
+    'TeacherThresholdUpdateHook', 'UnlabelledSafetyNetHook'
 ]

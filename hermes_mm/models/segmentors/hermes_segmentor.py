@@ -255,6 +255,9 @@ class HermesSegmentor(SemiBaseSegmentor):
         self.unmixed_image_view = bool(unmixed_image_view)
         self.lesion_share_gate = MODELS.build(
             lesion_share_gate) if lesion_share_gate else None
+        #: Factor on every unlabelled term group's weight, set by
+        #: ``UnlabelledSafetyNetHook`` (1.0 without it).
+        self.unlabelled_scale = 1.0
         self._register_load_state_dict_pre_hook(self._rename_old_state)
 
     def _cls_num_classes(self) -> int:
@@ -274,13 +277,24 @@ class HermesSegmentor(SemiBaseSegmentor):
                         state_dict.pop(key)
                     break
 
+    def set_unlabelled_scale(self, scale: float) -> None:
+        """Scale every unlabelled term group (pseudo-label, contrast,
+        consistency) by ``scale`` in [0, 1] on top of its ramp; set by
+        ``UnlabelledSafetyNetHook``."""
+        if not 0 <= scale <= 1:
+            raise ValueError(
+                f'unlabelled_scale must be in [0, 1], got {scale}')
+        self.unlabelled_scale = float(scale)
+
     def loss_weights(self) -> Dict[str, float]:
-        """Current weights of the unsupervised term groups."""
+        """Current weights of the unsupervised term groups (ramps times
+        ``unlabelled_scale``)."""
         iteration = self.require_iteration()
+        scale = self.unlabelled_scale
         return dict(
-            unsup=self.unsup_weight(iteration),
-            con=self.contrast_weight(iteration),
-            ict=self.consistency_weight(iteration))
+            unsup=scale * self.unsup_weight(iteration),
+            con=scale * self.contrast_weight(iteration),
+            ict=scale * self.consistency_weight(iteration))
 
     # ------------------------------------------------------------------
     # training

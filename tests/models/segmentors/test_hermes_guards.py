@@ -161,3 +161,33 @@ def test_lesion_share_gate_closes_for_a_teacher_without_lesion(monkeypatch):
     assert float(losses['unsup.seg.loss_ce']) == 0.0
     assert float(losses['unsup.seg.loss_dice']) == 0.0
     assert float(losses['sup.seg.loss_ce']) > 0
+
+
+def test_unlabelled_scale_multiplies_every_unlabelled_group(monkeypatch):
+    """``UnlabelledSafetyNetHook``'s lever: ``set_unlabelled_scale`` scales
+    the pseudo-label, contrast and consistency losses, and nothing else."""
+    import copy
+
+    from .test_hermes_segmentor import hand_threshold_loss, patch_teacher
+    batch = make_batch()
+    plain_model = _build(lesion_share_gate=None)
+    # a copy, not a second build: the first build of a session can differ
+    # from later ones (lazy imports draw from the seeded generator)
+    scaled_model = copy.deepcopy(plain_model)
+    scaled_model.set_unlabelled_scale(0.25)
+    losses = []
+    for model in (plain_model, scaled_model):
+        patch_teacher(monkeypatch, model)  # confident hand-made teacher
+        losses.append(hand_threshold_loss(model, batch))
+    plain, scaled = losses
+    groups = {key.split('.')[0] for key in plain if 'loss' in key}
+    assert groups == {'sup', 'unsup', 'con', 'ict'}
+    for key, value in plain.items():
+        if 'loss' not in key:
+            continue
+        factor = 1.0 if key.startswith('sup.') else 0.25
+        assert float(value) != 0, key  # a zero would hide a missing factor
+        assert float(scaled[key]) == pytest.approx(
+            factor * float(value), rel=1e-5, abs=1e-8), key
+    with pytest.raises(ValueError, match=r'in \[0, 1\], got 1.5'):
+        scaled_model.set_unlabelled_scale(1.5)
