@@ -115,9 +115,15 @@ class UnlabelledSafetyNetHook(Hook):
         return model
 
     def before_train(self, runner) -> None:
-        """Check the model; take over a resumed state (not a ``load_from``
-        one: that run starts at iteration 0)."""
+        """Check the model and that the run validates; take over a resumed
+        state (not a ``load_from`` one: that run starts at iteration 0)."""
         model = self._model(runner)
+        if runner.val_loop is None:
+            raise ValueError(
+                'UnlabelledSafetyNetHook acts on validation scores, but this '
+                'run has no validation loop: set val_dataloader, '
+                'val_evaluator and val_cfg (and train_cfg.val_interval), or '
+                'remove the hook from custom_hooks')
         if self._loaded is not None and runner.iter > 0:
             self.scale = self._loaded['scale']
             self.best_score = self._loaded['best_score']

@@ -93,7 +93,7 @@ class StateRecorder(Hook):
 
 
 def make_runner(work_dir, scores, max_iters, hook=None, model=None,
-                **kwargs):
+                validate=True, **kwargs):
     hook = hook or dict(type='UnlabelledSafetyNetHook', score_keys=KEYS,
                         tolerance=TOLERANCE, decay=0.5)
     loader = dict(dataset=PairDataset(), batch_size=2, collate_fn=collate)
@@ -102,9 +102,9 @@ def make_runner(work_dir, scores, max_iters, hook=None, model=None,
         work_dir=str(work_dir),
         experiment_name=f'safety_{time.time_ns()}',
         train_dataloader=DataLoader(**loader, shuffle=False),
-        val_dataloader=DataLoader(**loader),
-        val_evaluator=Evaluator(ScriptedMetric(scores)),
-        val_cfg=dict(),
+        val_dataloader=DataLoader(**loader) if validate else None,
+        val_evaluator=Evaluator(ScriptedMetric(scores)) if validate else None,
+        val_cfg=dict() if validate else None,
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05)),
         train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=2),
         custom_hooks=[hook],
@@ -256,6 +256,13 @@ def test_model_without_the_interface_is_a_type_error(tmp_path):
     runner, _, _ = make_runner(tmp_path, [50.0], 2, model=PlainModel())
     with pytest.raises(TypeError, match='such as HermesSegmentor '
                        r'\(got PlainModel\)'):
+        runner.train()
+
+
+def test_a_run_without_validation_is_an_error(tmp_path):
+    runner, _, _ = make_runner(tmp_path, [], 2, validate=False)
+    with pytest.raises(ValueError, match='has no validation loop: set '
+                       'val_dataloader, val_evaluator and val_cfg'):
         runner.train()
 
 
