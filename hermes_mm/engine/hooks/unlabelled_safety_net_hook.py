@@ -183,6 +183,13 @@ class UnlabelledSafetyNetHook(Hook):
                 level=30)
             if self._after_last_step(runner):
                 self._resave_last_checkpoint(runner)
+        else:
+            print_log(
+                f'UnlabelledSafetyNetHook: score {score:.2f} at iter '
+                f'{runner.iter} is within {self.tolerance:g} of the best '
+                f'{self.best_score:.2f} (iter {self.best_iter}); unlabelled '
+                f'scale {self.scale:g}',
+                logger='current')
         runner.message_hub.update_scalar('train/safety.unlabelled_scale',
                                          self.scale)
 
