@@ -7,6 +7,7 @@ on what validation measures, the only signal that sees a harm the teacher
 itself cannot (a confident but wrong teacher, or a lock-in no per-step rule
 anticipated).
 """
+import logging
 import os.path as osp
 from typing import Dict, Optional, Sequence
 
@@ -94,13 +95,17 @@ class UnlabelledSafetyNetHook(Hook):
         self.tolerance = float(tolerance)
         self.decay = float(decay)
         self.restore_best = bool(restore_best)
-        self.scale = 1.0
         self.best_score: Optional[float] = None
         self.best_iter: Optional[int] = None
         self.backoffs = 0
         self.best_state: Optional[Dict] = None
         self._loaded: Optional[dict] = None
         self._training = False
+
+    @property
+    def scale(self) -> float:
+        """The factor on the unlabelled weights: ``decay ** backoffs``."""
+        return self.decay**self.backoffs
 
     @staticmethod
     def _model(runner):
@@ -125,7 +130,6 @@ class UnlabelledSafetyNetHook(Hook):
                 'val_evaluator and val_cfg (and train_cfg.val_interval), or '
                 'remove the hook from custom_hooks')
         if self._loaded is not None and runner.iter > 0:
-            self.scale = self._loaded['scale']
             self.best_score = self._loaded['best_score']
             self.best_iter = self._loaded['best_iter']
             self.backoffs = self._loaded['backoffs']
@@ -154,6 +158,7 @@ class UnlabelledSafetyNetHook(Hook):
             return
         model = self._model(runner)
         score = self.score(metrics)
+        level = logging.INFO
         if self.best_score is None or score >= self.best_score:
             self.best_score, self.best_iter = score, runner.iter
             if self.restore_best:
@@ -161,35 +166,25 @@ class UnlabelledSafetyNetHook(Hook):
                     key: value.detach().to('cpu', copy=True)
                     for key, value in model.state_dict().items()
                 }
-            print_log(
-                f'UnlabelledSafetyNetHook: score {score:.2f} is the best '
-                f'(iter {runner.iter}); unlabelled scale {self.scale:g}',
-                logger='current')
+            decision = 'the new best'
         elif score < self.best_score - self.tolerance:
-            self.scale *= self.decay
             self.backoffs += 1
             model.set_unlabelled_scale(self.scale)
-            restored = self.restore_best and self.best_state is not None
-            if restored:
+            decision = f'more than {self.tolerance:g} below the best'
+            if self.restore_best and self.best_state is not None:
                 model.load_state_dict(self.best_state)
-            print_log(
-                f'UnlabelledSafetyNetHook: score {score:.2f} at iter '
-                f'{runner.iter} is more than {self.tolerance:g} below the '
-                f'best {self.best_score:.2f} (iter {self.best_iter}): '
-                f'unlabelled scale now {self.scale:g}'
-                + (f', model restored to iter {self.best_iter}'
-                   if restored else ''),
-                logger='current',
-                level=30)
+                decision += f'; model restored to iter {self.best_iter}'
             if self._after_last_step(runner):
                 self._resave_last_checkpoint(runner)
+            level = logging.WARNING
         else:
-            print_log(
-                f'UnlabelledSafetyNetHook: score {score:.2f} at iter '
-                f'{runner.iter} is within {self.tolerance:g} of the best '
-                f'{self.best_score:.2f} (iter {self.best_iter}); unlabelled '
-                f'scale {self.scale:g}',
-                logger='current')
+            decision = f'within {self.tolerance:g} of the best'
+        print_log(
+            f'UnlabelledSafetyNetHook: score {score:.2f} at iter '
+            f'{runner.iter} is {decision} (best {self.best_score:.2f} at '
+            f'iter {self.best_iter}); unlabelled scale {self.scale:g}',
+            logger='current',
+            level=level)
         runner.message_hub.update_scalar('train/safety.unlabelled_scale',
                                          self.scale)
 
@@ -216,7 +211,8 @@ class UnlabelledSafetyNetHook(Hook):
                 runner, step, meta=dict(epoch=runner.epoch, iter=runner.iter))
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Save the state (floats and a state dict: weights-only safe)."""
+        """Save the state (floats and a state dict: weights-only safe;
+        ``scale`` is derived, saved for whoever reads the checkpoint)."""
         checkpoint[CHECKPOINT_KEY] = dict(
             scale=self.scale,
             best_score=self.best_score,
