@@ -82,9 +82,9 @@ VARIANTS: Dict[str, Tuple[str, str]] = {
     'hermes_guarded': (
         'configs/demo/variants/hermes_synthetic_guarded.py',
         'configs/variants/hermes_busi_guarded.py'),
-    'hermes_class_balanced': (
-        'configs/demo/variants/hermes_synthetic_class_balanced.py',
-        'configs/variants/hermes_busi_class_balanced.py'),
+    'hermes_adaptive_threshold': (
+        'configs/demo/variants/hermes_synthetic_adaptive_threshold.py',
+        'configs/variants/hermes_busi_adaptive_threshold.py'),
     'hermes_safety_net': (
         'configs/demo/variants/hermes_synthetic_safety_net.py',
         'configs/variants/hermes_busi_safety_net.py'),

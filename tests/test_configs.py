@@ -220,7 +220,8 @@ def test_ablation_removes_exactly_its_component(name, reference, what):
         for key in THRESHOLDS:
             thr, ref_thr = get(cfg, key), get(ref, key)
             assert ref_thr.tau_low < ref_thr.tau_high
-            assert thr.type == ref_thr.type == 'AdaptiveDualThreshold'
+            assert thr.type == ref_thr.type in (
+                'AdaptiveDualThreshold', 'ClassBalancedDualThreshold')
             assert thr.tau_low == thr.tau_high == ref_thr.tau_high
             assert thr.margin == 0
         if is_demo(name):  # and it stays single while it adapts
@@ -228,10 +229,25 @@ def test_ablation_removes_exactly_its_component(name, reference, what):
             for policy in (model.pseudo_labeler.seg_threshold,
                            model.pseudo_labeler.cls_threshold):
                 k = policy.num_classes
+                balance = {}
+                if policy.histogram_bins is not None:
+                    # every class confident at 0.99 but the rarest at 0.65:
+                    # balancing lowers its upper threshold, the lower one
+                    # must follow
+                    bins = policy.histogram_bins
+                    histogram = torch.zeros(k, bins)
+                    histogram[:, bins - 1] = 10.0
+                    histogram[-1] = 0.0
+                    histogram[-1, int(0.65 * bins)] = 10.0
+                    balance = dict(histogram=histogram,
+                                   labelled_count=torch.arange(k, 0, -1.0))
                 policy.update(torch.linspace(0.5, 0.9, k) * 10,
-                              torch.full((k, ), 10.0), iteration=0)
+                              torch.full((k, ), 10.0), iteration=0,
+                              **balance)
                 low, high = policy.thresholds()
                 assert torch.equal(low, high)
+                if balance:
+                    assert high[-1] < ref_thr.high_range[0]
     else:
         for key in removed:
             assert get(ref, key) is not None and get(cfg, key) is None, key
@@ -386,23 +402,37 @@ def test_unmixed_view_variant_changes_only_that_switch(variant, hermes):
     assert load(variant).model.unmixed_image_view is True
 
 
+BALANCING = ('min_high', 'ratio', 'histogram_bins')
+
+
+@pytest.mark.parametrize('config', [
+    osp.join('demo', 'hermes_synthetic.py'), 'hermes_busi.py',
+    'hermes_tn3k.py'])
+def test_shipped_hermes_balances_the_pixel_thresholds(config):
+    """Issue 20, amendment 13: class-balanced pixel thresholds are the
+    default; the image thresholds stay plain adaptive."""
+    labeler = load(config).model.pseudo_labeler
+    assert labeler.seg_threshold.type == 'ClassBalancedDualThreshold'
+    assert labeler.cls_threshold.type == 'AdaptiveDualThreshold'
+
+
 @pytest.mark.parametrize('variant, hermes', [
-    (osp.join('demo', 'variants', 'hermes_synthetic_class_balanced.py'),
+    (osp.join('demo', 'variants', 'hermes_synthetic_adaptive_threshold.py'),
      osp.join('demo', 'hermes_synthetic.py')),
-    (osp.join('variants', 'hermes_busi_class_balanced.py'),
+    (osp.join('variants', 'hermes_busi_adaptive_threshold.py'),
      'hermes_busi.py'),
 ])
-def test_class_balanced_variant_changes_only_the_pixel_policy(variant,
-                                                              hermes):
+def test_adaptive_threshold_variant_changes_only_the_pixel_policy(variant,
+                                                                  hermes):
     assert_changes_exactly(variant, hermes,
                            ['model.pseudo_labeler.seg_threshold'])
     policy = load(variant).model.pseudo_labeler.seg_threshold
     base = load(hermes).model.pseudo_labeler.seg_threshold
-    assert policy.type == 'ClassBalancedDualThreshold'
-    # the adaptive part as in Hermes, plus the balancing arguments only
-    assert {k: v for k, v in policy.items() if k != 'type'
-            and k not in ('min_high', 'ratio', 'histogram_bins')} == \
-        {k: v for k, v in base.items() if k != 'type'}
+    assert policy.type == 'AdaptiveDualThreshold'
+    # the adaptive part as shipped, without the balancing arguments
+    assert {k: v for k, v in policy.items() if k != 'type'} == \
+        {k: v for k, v in base.items() if k != 'type'
+         and k not in BALANCING}
 
 
 @pytest.mark.parametrize('variant, hermes', [

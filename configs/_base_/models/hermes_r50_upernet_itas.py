@@ -21,17 +21,25 @@ model = dict(
         momentum=0.001,
         update_buffers=True),
     # Dual-threshold pixel and image pseudo-labels; the thresholds adapt
-    # (FreeMatch-style, clamped to high_range / low_floor).
+    # (FreeMatch-style, clamped to high_range / low_floor). Pixels: then the
+    # lesion's upper threshold is lowered (histogram edges, not below
+    # min_high) until the reliable lesion pseudo-labels hold the labelled
+    # lesion share (CBST / DARS; docs/method.md section 3). Default since
+    # issue 20's amendment 13 (benchmarks/results/PREREGISTRATION_styles.md);
+    # the plain adaptive policy: configs/variants/*_adaptive_threshold.py.
     pseudo_labeler=dict(
         type='DualThresholdPseudoLabeler',
         seg_threshold=dict(
-            type='AdaptiveDualThreshold',
+            type='ClassBalancedDualThreshold',
             tau_low=0.75,
             tau_high=0.95,
             momentum=0.999,
             margin=0.2,
             high_range=(0.8, 0.99),
-            low_floor=0.5),
+            low_floor=0.5,
+            min_high=0.6,
+            ratio=1.0,
+            histogram_bins=50),
         cls_threshold=dict(
             type='AdaptiveDualThreshold',
             tau_low=0.6,

@@ -86,9 +86,9 @@ def test_consistency_skips_views_the_teacher_calls_lesion_free():
 def test_class_balanced_pixel_thresholds_see_the_labelled_masks():
     """``ClassBalancedDualThreshold`` balances against *this step's
     labelled masks*, and its thresholds move after the hook's update."""
-    variant = osp.join(osp.dirname(GUARDED),
-                       'hermes_synthetic_class_balanced.py')
-    model = _build(pseudo_labeler=Config.fromfile(variant).model.
+    shipped = osp.join(osp.dirname(osp.dirname(GUARDED)),
+                       'hermes_synthetic.py')
+    model = _build(pseudo_labeler=Config.fromfile(shipped).model.
                    pseudo_labeler)
     policy = model.pseudo_labeler.seg_threshold
     assert type(policy).__name__ == 'ClassBalancedDualThreshold'

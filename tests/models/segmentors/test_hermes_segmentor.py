@@ -50,6 +50,21 @@ def model():
     return _build()
 
 
+@pytest.fixture(scope='module')
+def adaptive_model():
+    """The model with plain adaptive pixel thresholds. The shipped
+    ``ClassBalancedDualThreshold`` balances against the labelled masks,
+    which the hand cases of the pseudo-labeller alone below do not pass."""
+    cfg = _model_cfg()
+    seg = cfg.pseudo_labeler.seg_threshold
+    for key in ('min_high', 'ratio', 'histogram_bins'):
+        seg.pop(key)
+    seg.type = 'AdaptiveDualThreshold'
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    return MODELS.build(cfg)
+
+
 @contextlib.contextmanager
 def thresholds(model, seg=None, cls=None):
     """Temporarily set both policies' (tau_low, tau_high) buffers."""
@@ -484,9 +499,10 @@ def test_predict_on_student_or_teacher(model, monkeypatch):
 
 
 # ---------------------------------------------------------- diagnostics
-def test_pseudo_label_stats_on_a_hand_case(model):
+def test_pseudo_label_stats_on_a_hand_case(adaptive_model):
     """4 unlabelled images of 2 x 4 pixels, seg thresholds (0.75, 0.95),
     cls thresholds (0.6, 0.9)."""
+    model = adaptive_model
     lesion = torch.tensor([
         # image 0: col 3 is padding; (0, 2) ambiguous; (1, 2) hidden 255
         [[0.99, 0.99, 0.2, 0.6], [0.97, 0.02, 0.99, 0.99]],
@@ -553,7 +569,8 @@ def test_pseudo_label_stats_on_a_hand_case(model):
     assert model.pseudo_labeler.pop_counts() == {}
 
 
-def test_no_hidden_labels_means_no_precision(model):
+def test_no_hidden_labels_means_no_precision(adaptive_model):
+    model = adaptive_model
     lesion = torch.full((1, 2, 2), 0.99)
     teacher = dict(seg_probs=torch.stack([1 - lesion, lesion], dim=1),
                    cls_probs=torch.tensor([[0.95, 0.03, 0.02]]),
@@ -563,7 +580,8 @@ def test_no_hidden_labels_means_no_precision(model):
     assert model.pseudo_labeler.pop_counts() == {}
 
 
-def test_update_thresholds_follows_adaptive_closed_form(model):
+def test_update_thresholds_follows_adaptive_closed_form(adaptive_model):
+    model = adaptive_model
     labeler = model.pseudo_labeler
     seg_policy, cls_policy = labeler.seg_threshold, labeler.cls_threshold
     saved = [copy.deepcopy(seg_policy.state_dict()),
@@ -645,11 +663,12 @@ def test_teacher_copies_student_during_warmup_then_ema(ema_type):
     assert _build().teacher_warmup_iters == RAMP_START
 
 
-def test_lesion_pixels_given_reliable_background_are_counted(model):
+def test_lesion_pixels_given_reliable_background_are_counted(adaptive_model):
     """One 1 x 4 image, every hidden pixel lesion; teacher lesion
     probabilities 0.99 (reliable lesion), 0.02 (reliable background),
     0.5 (unreliable), 0.9 (ambiguous lesion): 1 of 4 lesion pixels is
     trained as background."""
+    model = adaptive_model
     lesion = torch.tensor([[[0.99, 0.02, 0.5, 0.9]]])
     teacher = dict(
         seg_probs=torch.stack([1 - lesion, lesion], dim=1),
