@@ -4,7 +4,7 @@
 # shipped between amendments 7 and 13. Based on the plain adaptive pixel
 # thresholds, as when its runs were made (amendment 13 made the
 # class-balanced ones the default).
-_base_ = '../../../configs/demo/variants/hermes_synthetic_adaptive_threshold.py'
+_base_ = '../../../configs/demo/variants/hermes_synthetic_adaptive_threshold.py'  # noqa: E501
 
 model = dict(
     lesion_share_gate=dict(
