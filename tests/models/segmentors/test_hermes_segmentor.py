@@ -23,6 +23,9 @@ from hermes_mm.registry import MODELS
 
 CFG = osp.join(osp.dirname(__file__), '..', '..', '..', 'configs', '_base_',
                'models', 'hermes_r18_small_itas.py')
+ADAPTIVE_VARIANT = osp.join(osp.dirname(__file__), '..', '..', '..',
+                            'configs', 'demo', 'variants',
+                            'hermes_synthetic_adaptive_threshold.py')
 S = 64  # network input size
 B_L, B_U = 2, 2
 LATE = 10**6  # an iteration after every ramp-up: weights = their values
@@ -52,14 +55,14 @@ def model():
 
 @pytest.fixture(scope='module')
 def adaptive_model():
-    """The model with plain adaptive pixel thresholds. The shipped
-    ``ClassBalancedDualThreshold`` balances against the labelled masks,
-    which the hand cases of the pseudo-labeller alone below do not pass."""
+    """The model with the pixel policy of the plain adaptive variant
+    config. The shipped ``ClassBalancedDualThreshold`` balances against the
+    labelled masks, which the hand cases of the pseudo-labeller alone below
+    do not pass."""
     cfg = _model_cfg()
-    seg = cfg.pseudo_labeler.seg_threshold
-    for key in ('min_high', 'ratio', 'histogram_bins'):
-        seg.pop(key)
-    seg.type = 'AdaptiveDualThreshold'
+    # assigned, not merged: no balancing argument is left behind
+    cfg.pseudo_labeler.seg_threshold = Config.fromfile(
+        ADAPTIVE_VARIANT).model.pseudo_labeler.seg_threshold
     init_default_scope('mmseg')
     torch.manual_seed(0)
     return MODELS.build(cfg)
