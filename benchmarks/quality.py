@@ -85,6 +85,9 @@ VARIANTS: Dict[str, Tuple[str, str]] = {
     'hermes_adaptive_threshold': (
         'configs/demo/variants/hermes_synthetic_adaptive_threshold.py',
         'configs/variants/hermes_busi_adaptive_threshold.py'),
+    'hermes_class_dice': (
+        'configs/demo/variants/hermes_synthetic_class_dice.py',
+        'configs/variants/hermes_busi_class_dice.py'),
     'hermes_safety_net': (
         'configs/demo/variants/hermes_synthetic_safety_net.py',
         'configs/variants/hermes_busi_safety_net.py'),

@@ -454,3 +454,18 @@ def test_safety_net_variant_adds_only_the_hook(variant, hermes):
                                'teacher/cls/accuracy')
     assert load(variant).default_hooks.checkpoint.save_best.startswith(
         'teacher/')
+
+
+@pytest.mark.parametrize('variant, hermes', [
+    (osp.join('demo', 'variants', 'hermes_synthetic_class_dice.py'),
+     osp.join('demo', 'hermes_synthetic.py')),
+    (osp.join('variants', 'hermes_busi_class_dice.py'), 'hermes_busi.py'),
+])
+def test_class_dice_variant_changes_only_the_dice_loss(variant, hermes):
+    assert_changes_exactly(variant, hermes,
+                           ['model.segmentor.decode_head.loss_decode'])
+    losses = load(variant).model.segmentor.decode_head.loss_decode
+    base = load(hermes).model.segmentor.decode_head.loss_decode
+    assert losses[0] == base[0]  # the cross-entropy, unchanged
+    assert [base[1].type, losses[1].type] == ['IgnoreIndexDiceLoss',
+                                              'ClassWiseDiceLoss']

@@ -163,3 +163,14 @@ def test_variant_config_adds_a_named_variant(quality, tmp_path, capsys):
         with pytest.raises(SystemExit):
             quality.parse_args(['--cache-dir', str(tmp_path)] + bad)
         assert match in capsys.readouterr().err
+
+
+def test_every_built_in_variant_names_existing_configs(quality):
+    """A typo in the variant table would only show hours into a study."""
+    missing = [(name, path) for name, paths in quality.VARIANTS.items()
+               for path in paths
+               if not osp.isfile(osp.join(quality.REPO_ROOT, path))]
+    assert not missing
+    assert quality.VARIANTS['hermes_class_dice'] == (
+        'configs/demo/variants/hermes_synthetic_class_dice.py',
+        'configs/variants/hermes_busi_class_dice.py')

@@ -75,6 +75,8 @@ OUTPUTS = 'hermes_mm/models/segmentors/multi_task_segmentor.py'
 SAFETY = 'hermes_mm/engine/hooks/unlabelled_safety_net_hook.py'
 T_SAFETY = ('tests/engine/hooks/test_unlabelled_safety_net_hook.py', )
 T_SCALE = ('tests/models/segmentors/test_hermes_guards.py', )
+CLASS_DICE = 'hermes_mm/models/losses/class_wise_dice_loss.py'
+T_CLASS_DICE = ('tests/models/losses/test_class_wise_dice_loss.py', )
 
 
 @dataclass(frozen=True)
@@ -319,6 +321,19 @@ MUTANTS: List[Mutant] = [
            'elif score < self.best_score - self.tolerance:',
            'elif score < self.best_score:',
            T_SAFETY),
+    # --- per-class Dice (issue 20's DiceLoss suspect) --------------------
+    Mutant('class_dice_flattens_the_classes', CLASS_DICE,
+           '        dims = (0, 2, 3)',
+           '        dims = (0, 1, 2, 3)',
+           T_CLASS_DICE),
+    Mutant('class_dice_counts_ignored_predictions', CLASS_DICE,
+           '        denom = (m * (p * p + t * t)).sum(dims)',
+           '        denom = (p * p + m * t * t).sum(dims)',
+           T_CLASS_DICE),
+    Mutant('class_dice_per_image', CLASS_DICE,
+           '        dims = (0, 2, 3)',
+           '        dims = (2, 3)',
+           T_CLASS_DICE),
 ]
 
 

@@ -1,3 +1,4 @@
+from .class_wise_dice_loss import ClassWiseDiceLoss
 from .dual_threshold_supcon_loss import (DualThresholdSupConLoss,
                                          dual_threshold_supcon_loss)
 from .ignore_index_dice_loss import IgnoreIndexDiceLoss
@@ -6,7 +7,7 @@ from .inter_task_consistency_loss import (InterTaskConsistencyLoss,
 from .pixel_contrast_loss import PixelContrastLoss, pixel_contrast_loss
 
 __all__ = [
-    'DualThresholdSupConLoss', 'IgnoreIndexDiceLoss',
+    'ClassWiseDiceLoss', 'DualThresholdSupConLoss', 'IgnoreIndexDiceLoss',
     'InterTaskConsistencyLoss', 'PixelContrastLoss',
     'dual_threshold_supcon_loss', 'inter_task_consistency_loss',
     'pixel_contrast_loss'
