@@ -15,7 +15,9 @@ SSL4MIS's ``DiceLoss`` and nnU-Net), and returns the mean of ``1 - Dice``
 over those classes. Pixels labelled ``ignore_index`` (padding, unreliable
 pseudo-labels) are left out of the numerator and the denominator. Summing
 over the batch keeps normal images (no lesion) in the loss: their false
-lesion pixels enter the lesion class's denominator.
+lesion pixels enter the lesion class's denominator. Under distributed
+training the batch is each process's own (the sums are not all-reduced),
+as in SSL4MIS and nnU-Net's default.
 """
 from typing import Optional, Sequence
 
