@@ -469,3 +469,15 @@ def test_class_dice_variant_changes_only_the_dice_loss(variant, hermes):
     assert losses[0] == base[0]  # the cross-entropy, unchanged
     assert [base[1].type, losses[1].type] == ['IgnoreIndexDiceLoss',
                                               'ClassWiseDiceLoss']
+
+
+def test_class_dice_variants_use_one_loss_setting():
+    """The demo and BUSI class-Dice variants write the same loss list (an
+    MMEngine config cannot take it from a second ``_base_``: both bases
+    would define ``model``); this keeps the two copies equal."""
+    demo, busi = (load(name).model.segmentor.decode_head.loss_decode
+                  for name in (osp.join('demo', 'variants',
+                                        'hermes_synthetic_class_dice.py'),
+                               osp.join('variants',
+                                        'hermes_busi_class_dice.py')))
+    assert demo == busi
