@@ -103,6 +103,8 @@ class ClassWiseDiceLoss(nn.Module):
         ignore_index = (self.ignore_index
                         if ignore_index is None else ignore_index)
         valid = target != ignore_index
+        if not bool(valid.any()):
+            return pred.sum() * 0
         mask = valid.to(pred.dtype)
         if weight is not None:
             mask = mask * (weight.view(-1, 1, 1)
@@ -117,8 +119,6 @@ class ClassWiseDiceLoss(nn.Module):
         inter = (m * p * t).sum(dims)
         denom = (m * (p * p + t * t)).sum(dims)
         dice = (2 * inter + self.smooth) / (denom + self.smooth)
-        if not bool(valid.any()):
-            return pred.sum() * 0
         return self.loss_weight * (1 - dice).mean()
 
     @property
