@@ -160,6 +160,10 @@ MUTANTS: List[Mutant] = [
            'lesion_truth = valid & (hidden == self.lesion_index)',
            'lesion_truth = chosen & (hidden == self.lesion_index)',
            (T_SEGMENTOR, T_LABELER)),
+    Mutant('false_lesion_views_include_lesion_views', LABELER,
+           'no_lesion = valid.view(per_view).any(dim=1) & ~lesion_truth.view(',
+           'no_lesion = valid.view(per_view).any(dim=1) | ~lesion_truth.view(',
+           (T_LABELER, )),
     # --- opt-in issue-20 guards (configs/demo/variants/*_guarded.py) ------
     Mutant('alignment_sees_no_labelled_labels', SEGMENTOR,
            'mixed=mixed, labelled_labels=sup_labels, labelled_masks',

@@ -281,6 +281,12 @@ class DualThresholdPseudoLabeler(nn.Module):
         - ``seg.lesion.as_background``: hidden lesion pixels given a
           reliable non-lesion pseudo-label, over all hidden lesion pixels
           (what trains a student towards "no lesion");
+        - ``seg.false_lesion_images``: strong views whose (CutMixed)
+          hidden mask has no lesion pixel but that get at least one
+          reliable lesion pseudo-label, over all views without a hidden
+          lesion (what trains false lesions on normal images; the
+          pseudo-label counterpart of the test metric
+          ``seg/false_lesion_rate``);
         - ``cls.<c>.precision`` / ``cls.<c>.recall``: the same per image
           class ``c``, over usable (unmixed) images with a known label.
         """
@@ -314,6 +320,14 @@ class DualThresholdPseudoLabeler(nn.Module):
             # handed out as reliable background.
             counts['seg.lesion.as_background'] = (
                 lesion_truth & chosen & ~lesion_label, lesion_truth)
+            # The opposite harm: lesion pseudo-labels on a view whose
+            # hidden mask has no lesion (counted per view, as the test
+            # metric false_lesion_rate counts per image).
+            per_view = labels.region.shape[0], -1
+            no_lesion = valid.view(per_view).any(dim=1) & ~lesion_truth.view(
+                per_view).any(dim=1)
+            counts['seg.false_lesion_images'] = (
+                no_lesion & lesion_label.view(per_view).any(dim=1), no_lesion)
         if labels.hidden_labels is not None:
             hidden = labels.hidden_labels
             valid = usable & (hidden >= 0)

@@ -301,7 +301,8 @@ def test_precision_from_hidden_labels(hermes_run):
     assert first['seg.lesion.recall'][1] > 0
     assert sum(first[f'cls.{c}.recall'][1] for c in range(3)) == 2
     names = ['seg.precision', 'cls.precision', 'seg.lesion.precision',
-             'seg.lesion.recall', 'seg.lesion.as_background'] + [
+             'seg.lesion.recall', 'seg.lesion.as_background',
+             'seg.false_lesion_images'] + [
                  f'cls.{c}.{kind}' for c in range(3)
                  for kind in ('precision', 'recall')]
     assert set(first) == set(names)

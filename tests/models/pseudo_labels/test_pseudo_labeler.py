@@ -167,6 +167,33 @@ def test_pop_counts_returns_the_counts_once():
     assert labeler.pop_counts() == {}
 
 
+def test_false_lesion_images_count_views_without_a_hidden_lesion():
+    """Four 1 x 4 views. Hidden masks: 0 no lesion, 1 no lesion, 2 one
+    lesion pixel, 3 no lesion but every pixel outside the region. Teacher
+    lesion probabilities: one reliable lesion pixel on views 0, 2 and 3,
+    an ambiguous one (0.9) on view 1. Only views 0 and 1 are normal views
+    with a valid pixel, and only view 0 gets a reliable lesion label."""
+    labeler = build()
+    lesion = torch.tensor([[[0.99, 0.01, 0.01, 0.01]],
+                           [[0.90, 0.01, 0.01, 0.01]],
+                           [[0.99, 0.01, 0.01, 0.01]],
+                           [[0.99, 0.01, 0.01, 0.01]]])
+    hidden = torch.zeros(4, 1, 4, dtype=torch.long)
+    hidden[2, 0, 3] = 1
+    region = torch.ones(4, 1, 4, dtype=torch.bool)
+    region[3] = False
+    teacher = dict(seg_probs=torch.stack([1 - lesion, lesion], dim=1),
+                   cls_probs=torch.full((4, 3), 1 / 3), region=region,
+                   mixed=torch.zeros(4, dtype=torch.bool),
+                   hidden_masks=hidden)
+    labeler.diagnostics(labeler(**teacher))
+    counts = labeler.pop_counts()
+    assert counts['seg.false_lesion_images'] == (1.0, 2.0)
+    # the lesion view's false pixel is a precision error, not a false
+    # lesion image
+    assert counts['seg.lesion.precision'] == (0.0, 2.0)
+
+
 def test_zone_ratios_sum_to_one_per_task():
     labeler = build()
     teacher = teacher_outputs()
