@@ -6,14 +6,17 @@ output folder per style, so every run is resumable and reusable), then
 writes one per-style report:
 
 * per style and variant: held-out lesion-image Dice, Dice, lesion-pixel
-  recall and precision (over the whole set: under- vs over-segmentation)
-  and accuracy
+  recall and precision (over the whole set: under- vs over-segmentation),
+  the false-lesion rate (share of normal images given a lesion) and
+  accuracy
   (mean ± std over seeds; last checkpoint; Hermes-type models tested with
   their EMA teacher);
 * paired per seed (same split, same labelled images): each variant minus
-  ``supervised`` and minus ``supervised_matched`` where it ran;
-* the share of the supervised -> fully-supervised gap that Hermes recovers,
-  per style and averaged over the styles;
+  each ``--references`` variant (default ``supervised`` and
+  ``supervised_matched``) where it ran;
+* the share of the reference -> fully-supervised gap that each
+  ``--methods`` variant recovers, per reference and style, and averaged
+  over the styles (for the false-lesion rate the gap is measured down);
 * the held-out style (``synthetic.HELDOUT_STYLE``) marked in every table
   and averaged separately: it is never used to choose a setting.
 
@@ -50,7 +53,10 @@ from quality import mean_std, paired_test  # noqa: E402
 #: (metrics key, header) reported per style.
 KEYS = [('seg/dice_lesion', 'Dice lesion %'), ('seg/dice', 'Dice %'),
         ('seg/recall', 'Lesion px recall %'),
-        ('seg/precision', 'Lesion px precision %'), ('cls/accuracy', 'Acc %')]
+        ('seg/precision', 'Lesion px precision %'),
+        ('seg/false_lesion_rate', 'False lesion %'), ('cls/accuracy', 'Acc %')]
+#: Metrics where lower is better (the gap to ``UPPER`` is measured down).
+LOWER_IS_BETTER = frozenset({'seg/false_lesion_rate'})
 #: Paired references, in order of preference (``--references``).
 REFERENCES = ('supervised', 'supervised_matched')
 #: Variants whose share of the gap to ``UPPER`` is reported (``--methods``).
@@ -142,14 +148,21 @@ def gap_recovered(method: Dict[int, dict], lower: Dict[int, dict],
                   upper: Dict[int, dict], key: str) -> Optional[float]:
     """Share of the ``lower`` -> ``upper`` gap that ``method`` closes, from
     the means over the seeds all three have (None without such seeds or
-    without a positive gap)."""
+    without a gap in the better direction; for :data:`LOWER_IS_BETTER`
+    keys the upper bound is the lower value)."""
     seeds = sorted(s for s in set(method) & set(lower) & set(upper)
                    if all(key in d[s] for d in (method, lower, upper)))
     if not seeds:
         return None
-    m, lo, hi = (statistics.fmean(d[s][key] for s in seeds)
+    sign = -1.0 if key in LOWER_IS_BETTER else 1.0
+    m, lo, hi = (sign * statistics.fmean(d[s][key] for s in seeds)
                  for d in (method, lower, upper))
     return (m - lo) / (hi - lo) if hi > lo else None
+
+
+def gap_references(args) -> List[str]:
+    """The ``--references`` that a gap to ``UPPER`` starts from."""
+    return [ref for ref in args.references if ref != UPPER]
 
 
 def style_summary(args, style: str) -> Optional[Dict[str, Any]]:
@@ -174,8 +187,8 @@ def style_summary(args, style: str) -> Optional[Dict[str, Any]]:
     for method in args.methods:
         if not (runs.get(method) and runs.get(UPPER)):
             continue
-        for ref in REFERENCES:
-            if runs.get(ref):
+        for ref in gap_references(args):
+            if ref != method and runs.get(ref):
                 out['gap'].setdefault(method, {})[ref] = {
                     key: gap_recovered(runs[method], runs[ref], runs[UPPER],
                                        key) for key, _ in KEYS}
@@ -237,7 +250,7 @@ def markdown(args, summaries: Dict[str, Any], heldout: str) -> str:
                             [f'Δ {h}' for _, h in KEYS], rows), '']
     rows = []
     for method in args.methods:
-        for ref in REFERENCES:
+        for ref in gap_references(args):
             for group, styles in (('development styles',
                                    [s for s in summaries if s != heldout]),
                                   ('held-out style', [heldout])):

@@ -126,3 +126,40 @@ def test_variant_config_passed_on_and_missing_keys_skipped(study, tmp_path):
     entry = study.paired(ours, ref, 'seg/recall')
     assert entry['seeds'] == [0]
     assert entry['mean'] == 10.0
+
+
+def test_gap_from_any_reference_and_false_lesions_measured_down(
+        study, tmp_path):
+    """The gap starts from every ``--references`` variant (here the
+    supervised twin, not a variant named ``supervised``), and for the
+    false-lesion rate the upper bound is the lower value."""
+    records = [
+        _record('twin', 0, 60.0, 60.0),
+        _record('hermes', 0, 65.0, 62.0),
+        _record('fully_supervised', 0, 80.0, 80.0),
+    ]
+    for record, rate in zip(records, (40.0, 35.0, 20.0)):
+        record['heldout_metrics']['seg/false_lesion_rate'] = rate
+    _write(str(tmp_path), 'crowded', records)
+    args = study.parse_args([
+        '--styles', 'crowded', '--seeds', '0', '--variants', 'twin',
+        'fully_supervised', 'hermes', '--references', 'twin',
+        '--methods', 'hermes', '--out-dir', str(tmp_path)])
+    gap = study.style_summary(args, 'crowded')['gap']['hermes']['twin']
+    assert gap['seg/dice_lesion'] == pytest.approx(0.25)  # 5 / 20
+    assert gap['cls/accuracy'] == pytest.approx(0.1)  # 2 / 20
+    assert gap['seg/false_lesion_rate'] == pytest.approx(0.25)  # 5 / 20
+    # more false lesions than the reference: a negative share
+    worse = {0: {'seg/false_lesion_rate': 50.0}}
+    assert study.gap_recovered(
+        worse, {0: {'seg/false_lesion_rate': 40.0}},
+        {0: {'seg/false_lesion_rate': 20.0}},
+        'seg/false_lesion_rate') == pytest.approx(-0.5)
+    md = study.markdown(args, {'crowded': study.style_summary(
+        args, 'crowded')}, HELDOUT_STYLE)
+    row = [line for line in md.splitlines() if 'development styles' in line]
+    assert len(row) == 1
+    cells = [c.strip() for c in row[0].strip('|').split('|')]
+    assert cells[:4] == ['hermes', 'twin', 'development styles',
+                         '25% (1 styles)']
+    assert cells[-2:] == ['25% (1 styles)', '10% (1 styles)']
