@@ -42,6 +42,13 @@ Examples::
     python benchmarks/quality.py                  # full synthetic study
     python benchmarks/quality.py --data-root data/BUSI --seeds 0 1 2
     python benchmarks/quality.py --dry-run        # print the commands only
+    python benchmarks/quality.py --jobs 2         # two runs at a time
+
+With ``--jobs N`` N runs train at the same time (one thread each here, one
+``tools/train.py`` subprocess per run). Unless ``OMP_NUM_THREADS`` is set,
+each subprocess gets ``cpu_count // N`` intra-op threads, so the runs do not
+oversubscribe the CPU; on a GPU machine the N runs share the visible GPUs
+(set ``CUDA_VISIBLE_DEVICES`` per invocation to split them instead).
 """
 import argparse
 import copy
@@ -55,6 +62,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
@@ -193,6 +201,10 @@ def parse_args(argv=None):
                    help='train data-loader workers (default: config)')
     p.add_argument('--timeout', type=float, default=None,
                    help='seconds per train or test subprocess')
+    p.add_argument('--jobs', type=int, default=1,
+                   help='runs at the same time (default 1); each gets '
+                   'cpu_count // jobs intra-op threads unless '
+                   'OMP_NUM_THREADS is set')
     p.add_argument('--dry-run', action='store_true',
                    help='write configs and print commands, run nothing')
     p.add_argument('--report-only', action='store_true',
@@ -223,6 +235,8 @@ def parse_args(argv=None):
                 f'{args.style!r}')
     if args.heldout_num < 0:
         p.error(f'--heldout-num must be >= 0, got {args.heldout_num}')
+    if args.jobs < 1:
+        p.error(f'--jobs must be >= 1, got {args.jobs}')
     if args.data_root is not None:
         # Real data has no generator: its test subset is the only test set.
         args.heldout_num = 0
@@ -294,6 +308,13 @@ def rescale_schedule(cfg, iters: int, val_points: Optional[int]) -> dict:
             for key in ('begin', 'end'):
                 if key in sched:
                     sched[key] = min(scale(sched[key]), iters)
+            if sched.get('end', iters) <= sched.get('begin', 0):
+                raise SystemExit(
+                    f'--iters {iters} is too short for this config\'s '
+                    f'{sched.get("type")} LR scheduler: it spans '
+                    f'[{sched.get("begin", 0)}, {sched.get("end")}) once '
+                    f'rescaled from {old} iterations, an empty range; use '
+                    'more iterations')
     model = cfg.model
     if model.get('type') == 'HermesSegmentor':
         for key in ('unsup_weight', 'contrast_weight', 'consistency_weight'):
@@ -410,14 +431,27 @@ def make_split_file(args, ratio: float, seed: int) -> str:
 # ----------------------------------------------------------------------
 # one run
 # ----------------------------------------------------------------------
-def run_cmd(cmd: List[str], log_path: str, timeout: Optional[float]):
+def subprocess_env(args) -> Dict[str, str]:
+    """Environment of the train/test subprocesses: with ``--jobs`` N > 1
+    and no ``OMP_NUM_THREADS`` of the caller's, ``cpu_count // N`` (at
+    least 1) intra-op threads each."""
+    env = dict(os.environ)
+    if args.jobs > 1 and 'OMP_NUM_THREADS' not in env:
+        threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    return env
+
+
+def run_cmd(cmd: List[str], log_path: str, timeout: Optional[float],
+            env: Optional[Dict[str, str]] = None):
     start = time.perf_counter()
     with open(log_path, 'a') as log:
         log.write(f'\n$ {shlex.join(cmd)}\n')
         log.flush()
         try:
             proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=log,
-                                  stderr=subprocess.STDOUT, timeout=timeout)
+                                  stderr=subprocess.STDOUT, timeout=timeout,
+                                  env=env)
             code = proc.returncode
         except subprocess.TimeoutExpired:
             code = 'timeout'
@@ -470,7 +504,7 @@ def heldout_test(args, record: Dict[str, Any], log_path: str) -> None:
         return
     if osp.exists(out):
         os.remove(out)
-    code, secs = run_cmd(cmd, log_path, args.timeout)
+    code, secs = run_cmd(cmd, log_path, args.timeout, subprocess_env(args))
     record.update(heldout=facts, heldout_test_cmd=shlex.join(cmd),
                   heldout_test_wall_s=secs)
     record.pop('heldout_metrics', None)
@@ -529,7 +563,8 @@ def one_run(args, variant: str, ratio: float, seed: int) -> dict:
         print(f'  train: {shlex.join(train_cmd)}', flush=True)
         if args.dry_run:
             return dict(record, status='dry-run')
-        code, secs = run_cmd(train_cmd, log_path, args.timeout)
+        code, secs = run_cmd(train_cmd, log_path, args.timeout,
+                             subprocess_env(args))
         earlier = prev.get('train_wall_s') if '--resume' in train_cmd \
             else None
         record['train_wall_s'] = secs + (earlier or 0.0)
@@ -556,7 +591,8 @@ def one_run(args, variant: str, ratio: float, seed: int) -> dict:
     print(f'  test:  {shlex.join(test_cmd)}', flush=True)
     if args.dry_run:
         return dict(record, status='dry-run')
-    code, secs = run_cmd(test_cmd, log_path, args.timeout)
+    code, secs = run_cmd(test_cmd, log_path, args.timeout,
+                         subprocess_env(args))
     record['test_wall_s'] = secs
     if code != 0 or not osp.exists(metrics_path):
         record.update(status=f'test failed ({code})', log_tail=tail(log_path))
@@ -883,6 +919,34 @@ def planned_runs(args) -> List[Tuple[str, float, int]]:
     return plan
 
 
+def run_plan(args, plan: List[Tuple[str, float, int]]) -> List[dict]:
+    """The records of ``plan``'s runs, in plan order: read back with
+    ``--report-only`` (runs without a record are left out), else run, up
+    to ``--jobs`` at a time."""
+    def run(i: int) -> Optional[dict]:
+        variant, ratio, seed = plan[i]
+        tag = f'[{i + 1}/{len(plan)}] {variant} ratio={ratio_tag(ratio)} ' \
+            f'seed={seed}'
+        print(tag, flush=True)
+        if args.report_only:
+            path = osp.join(run_dir(args, variant, ratio, seed), 'run.json')
+            return read_json(path) if osp.exists(path) else None
+        rec = one_run(args, variant, ratio, seed)
+        if rec.get('train_wall_s') is not None:
+            print(f'  {tag} {rec["status"]}: train '
+                  f'{rec["train_wall_s"]:.0f}s, test '
+                  f'{rec.get("test_wall_s") or 0:.0f}s', flush=True)
+        return rec
+
+    jobs = 1 if args.report_only else args.jobs
+    if jobs > 1:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            records = list(pool.map(run, range(len(plan))))
+    else:
+        records = [run(i) for i in range(len(plan))]
+    return [r for r in records if r is not None]
+
+
 def main(argv=None):
     args = parse_args(argv)
     import hermes_mm  # noqa: F401  (registers, and the config helpers)
@@ -894,20 +958,7 @@ def main(argv=None):
     print(f'Quality benchmark: {len(plan)} runs -> {args.out_dir}\n'
           f'  ratios {args.ratios}, seeds {args.seeds}, variants '
           f'{args.variants}, iters {args.iters or "config"}', flush=True)
-    records = []
-    for i, (variant, ratio, seed) in enumerate(plan):
-        print(f'[{i + 1}/{len(plan)}] {variant} ratio={ratio_tag(ratio)} '
-              f'seed={seed}', flush=True)
-        if args.report_only:
-            path = osp.join(run_dir(args, variant, ratio, seed), 'run.json')
-            if osp.exists(path):
-                records.append(read_json(path))
-            continue
-        rec = one_run(args, variant, ratio, seed)
-        records.append(rec)
-        if rec.get('train_wall_s') is not None:
-            print(f'  {rec["status"]}: train {rec["train_wall_s"]:.0f}s, '
-                  f'test {rec.get("test_wall_s") or 0:.0f}s', flush=True)
+    records = run_plan(args, plan)
     if args.dry_run:
         return 0
     summary = summarise(args, records)

@@ -93,6 +93,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    'JSON next to it)')
     p.add_argument('--report-only', action='store_true',
                    help='only read the runs that exist')
+    p.add_argument('--jobs', type=int, default=1,
+                   help='runs at the same time within a style (quality.py '
+                   '--jobs)')
     p.add_argument('--dry-run', action='store_true',
                    help='print the quality.py commands only')
     args = p.parse_args(argv)
@@ -112,6 +115,8 @@ def quality_cmd(args, style: str, report_only: bool) -> List[str]:
                                                            style)]
     if args.variant_config:
         cmd += ['--variant-config'] + list(args.variant_config)
+    if args.jobs > 1 and not report_only:
+        cmd += ['--jobs', str(args.jobs)]
     return cmd + (['--report-only'] if report_only else [])
 
 

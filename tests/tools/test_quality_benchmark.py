@@ -174,3 +174,79 @@ def test_every_built_in_variant_names_existing_configs(quality):
     assert quality.VARIANTS['hermes_class_dice'] == (
         'configs/demo/variants/hermes_synthetic_class_dice.py',
         'configs/variants/hermes_busi_class_dice.py')
+
+
+def test_jobs_run_side_by_side_and_keep_plan_order(quality, tmp_path,
+                                                   monkeypatch):
+    """--jobs 2 runs two runs at the same time (a barrier that two
+    sequential runs could never pass) and returns the records in plan
+    order; --report-only reads back only the runs that have a record."""
+    import threading
+    args = quality.parse_args([
+        '--cache-dir', str(tmp_path), '--out-dir', str(tmp_path / 'out'),
+        '--seeds', '0', '1', '2', '--ratios', '0.125', '--variants',
+        'supervised', '--jobs', '2'])
+    plan = quality.planned_runs(args)
+    assert [seed for _, _, seed in plan] == [0, 1, 2]
+    barrier = threading.Barrier(2, timeout=10)
+
+    def fake_run(args, variant, ratio, seed):
+        if seed < 2:  # the first two runs wait for each other
+            barrier.wait()
+        return dict(variant=variant, ratio=ratio, seed=seed, status='ok')
+
+    monkeypatch.setattr(quality, 'one_run', fake_run)
+    records = quality.run_plan(args, plan)
+    assert [r['seed'] for r in records] == [0, 1, 2]
+
+    # the same barrier breaks when the runs go one after another
+    args.jobs = 1
+    barrier = threading.Barrier(2, timeout=0.2)
+    with pytest.raises(threading.BrokenBarrierError):
+        quality.run_plan(args, plan)
+
+    args.report_only = True
+    quality.write_json(
+        osp.join(quality.run_dir(args, 'supervised', 0.125, 1), 'run.json'),
+        dict(variant='supervised', seed=1, status='ok'))
+    assert [r['seed'] for r in quality.run_plan(args, plan)] == [1]
+
+
+def test_jobs_split_the_cpu_threads_unless_the_caller_set_them(
+        quality, tmp_path, monkeypatch):
+    args = quality.parse_args(['--cache-dir', str(tmp_path), '--jobs', '2'])
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.setattr(quality.os, 'cpu_count', lambda: 8)
+    env = quality.subprocess_env(args)
+    assert env['OMP_NUM_THREADS'] == env['MKL_NUM_THREADS'] == '4'
+    args.jobs = 16
+    assert quality.subprocess_env(args)['OMP_NUM_THREADS'] == '1'
+    args.jobs = 1
+    assert 'OMP_NUM_THREADS' not in quality.subprocess_env(args)
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')
+    args.jobs = 2
+    assert quality.subprocess_env(args)['OMP_NUM_THREADS'] == '3'
+    with pytest.raises(SystemExit):
+        quality.parse_args(['--cache-dir', str(tmp_path), '--jobs', '0'])
+
+
+def test_schedule_rescaled_and_too_short_a_schedule_named(quality,
+                                                          tmp_path):
+    """--iters scales every iteration count of the config (600 -> 1200
+    doubles them); a length that leaves an LR scheduler an empty range is
+    refused with the option and the scheduler named, not MMEngine's
+    'end should be larger than begin' at the first training step."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(
+        osp.join(quality.REPO_ROOT, 'configs/demo/hermes_synthetic.py'))
+    assert cfg.train_cfg.max_iters == 600
+    quality.rescale_schedule(cfg, 1200, 4)
+    assert [(s['begin'], s['end']) for s in cfg.param_scheduler] == [
+        (0, 100), (100, 1200)]
+    assert (cfg.model.unsup_weight.start,
+            cfg.model.unsup_weight.length) == (200, 400)
+    assert cfg.train_cfg.val_interval == 300
+    short = Config.fromfile(
+        osp.join(quality.REPO_ROOT, 'configs/demo/hermes_synthetic.py'))
+    with pytest.raises(SystemExit, match='--iters 5 is too short.*LinearLR'):
+        quality.rescale_schedule(short, 5, 1)

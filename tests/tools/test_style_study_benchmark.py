@@ -42,6 +42,10 @@ def test_commands_one_per_style(study, tmp_path):
     assert cmd[cmd.index('--seeds') + 1:cmd.index('--seeds') + 3] == \
         ['0', '1']
     assert '--report-only' in study.quality_cmd(args, 'crowded', True)
+    assert '--jobs' not in cmd
+    args.jobs = 2
+    cmd = study.quality_cmd(args, 'crowded', False)
+    assert cmd[cmd.index('--jobs') + 1] == '2'
 
 
 def test_report_pairs_seeds_and_computes_gap(study, tmp_path):
