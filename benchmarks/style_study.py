@@ -256,6 +256,22 @@ def markdown(args, summaries: Dict[str, Any], heldout: str) -> str:
     rows = []
     for method in args.methods:
         for ref in gap_references(args):
+            for style, summ in summaries.items():
+                gap = (summ or {}).get('gap', {}).get(method, {}).get(ref)
+                if gap and any(v is not None for v in gap.values()):
+                    name = f'**{style}** (held-out)' if style == heldout \
+                        else style
+                    rows.append([method, ref, name] + [
+                        '-' if gap[k] is None else f'{100 * gap[k]:.0f}%'
+                        for k, _ in KEYS])
+    if rows:
+        lines += [f'Share of the reference -> `{UPPER}` gap recovered per '
+                  'style (from the means over the seeds all three share):',
+                  '', table(['method', 'reference', 'style'] +
+                            [h for _, h in KEYS], rows), '']
+    rows = []
+    for method in args.methods:
+        for ref in gap_references(args):
             for group, styles in (('development styles',
                                    [s for s in summaries if s != heldout]),
                                   ('held-out style', [heldout])):

@@ -79,6 +79,9 @@ def test_report_pairs_seeds_and_computes_gap(study, tmp_path):
     assert f'**{HELDOUT_STYLE}** (held-out)' in md
     assert '+2.00 ± 1.41 (2↑/0↓' in md
     assert '25% (1 styles)' in md
+    per_style = [line for line in md.splitlines()
+                 if line.startswith('| hermes') and '| crowded' in line]
+    assert len(per_style) == 1 and '| 25%' in per_style[0]
 
 
 def test_gap_needs_a_positive_gap(study):
