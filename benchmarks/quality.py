@@ -61,6 +61,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Tuple
@@ -515,6 +516,12 @@ def heldout_test(args, record: Dict[str, Any], log_path: str) -> None:
         record['heldout_metrics'] = read_json(out)
 
 
+#: Serialises what ``--jobs`` runs share before they train: config parsing
+#: and the BUSI split files (two variants of one ratio and seed write the
+#: same split file).
+_PREPARE_LOCK = threading.Lock()
+
+
 def one_run(args, variant: str, ratio: float, seed: int) -> dict:
     wd = run_dir(args, variant, ratio, seed)
     record_path = osp.join(wd, 'run.json')
@@ -542,10 +549,12 @@ def one_run(args, variant: str, ratio: float, seed: int) -> dict:
     cfg_path = osp.join(wd, 'config.py')
     data_args: List[str] = []
     split = None
-    if args.data_root:
-        split = make_split_file(args, ratio, seed)
-        data_args = ['--data-root', args.data_root, '--split-file', split]
-    facts = make_config(args, variant, ratio, seed, cfg_path, split)
+    with _PREPARE_LOCK:
+        if args.data_root:
+            split = make_split_file(args, ratio, seed)
+            data_args = ['--data-root', args.data_root, '--split-file',
+                         split]
+        facts = make_config(args, variant, ratio, seed, cfg_path, split)
     train_cmd = [sys.executable, 'tools/train.py', cfg_path, '--work-dir',
                  wd] + data_args
     record: Dict[str, Any] = dict(
