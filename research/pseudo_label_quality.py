@@ -9,7 +9,8 @@ over seeds of
   (``pl.*``: precision / recall against the unlabelled images' hidden
   annotations, ``pl.seg.false_lesion_images`` where it was logged;
   ``zone.cls.*``; the image thresholds ``thr.cls.high.*``), from each run's
-  ``vis_data/scalars.json``;
+  ``vis_data/scalars.json`` (every session of a resumed run, by step;
+  ``quality.read_scalars``);
 * the held-out accuracy and false-lesion rate (``heldout_metrics.json``).
 
 Two questions of issue 20 are read from it: are the reliable image
@@ -28,15 +29,15 @@ Example::
 """
 import argparse
 import glob
-import json
 import os.path as osp
 import statistics
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..',
                             'benchmarks'))
-from _common import table, write_json  # noqa: E402
+from _common import read_json, table, write_json  # noqa: E402
+from quality import read_scalars  # noqa: E402
 
 #: Logged diagnostics reported (mean of the last --last values per run).
 LOGGED = ('pl.cls.precision', 'zone.cls.reliable', 'pl.cls.0.recall',
@@ -70,20 +71,14 @@ def run_values(run: str, last: int) -> Optional[Dict[str, float]]:
     heldout = osp.join(run, 'heldout_metrics.json')
     if not osp.exists(heldout):
         return None
-    with open(heldout) as f:
-        metrics = json.load(f)
+    metrics = read_json(heldout)
     out = {key: float(metrics[key]) for key in HELDOUT if key in metrics}
-    logs = sorted(glob.glob(osp.join(run, '*', 'vis_data', 'scalars.json')))
-    if not logs:
+    rows = read_scalars(run)
+    if not rows:
         raise FileNotFoundError(f'{run}: no */vis_data/scalars.json, so no '
                                 'logged pseudo-label diagnostics')
-    series: Dict[str, List[float]] = {key: [] for key in LOGGED}
-    with open(logs[-1]) as f:
-        for line in f:
-            row = json.loads(line)
-            for key in LOGGED:
-                if key in row:
-                    series[key].append(float(row[key]))
+    series = {key: [float(row[key]) for row in rows if key in row]
+              for key in LOGGED}
     for key, values in series.items():
         if values:
             out[key] = statistics.fmean(values[-last:])
