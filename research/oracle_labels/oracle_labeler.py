@@ -58,11 +58,12 @@ class OraclePseudoLabeler(DualThresholdPseudoLabeler):
         probabilities (same arguments)."""
         if self.oracle_images:
             if hidden_labels is None or bool((hidden_labels < 0).any()):
+                got = None if hidden_labels is None else \
+                    hidden_labels.tolist()
                 raise ValueError(
                     'OraclePseudoLabeler(oracle_images=True) needs the '
                     'hidden label of every unlabelled image (the synthetic '
-                    'data sets have them); got '
-                    f'{None if hidden_labels is None else hidden_labels.tolist()}')  # noqa: E501
+                    f'data sets have them); got {got}')
             cls_probs = F.one_hot(hidden_labels,
                                   self.cls_num_classes).to(cls_probs.dtype)
         if self.oracle_pixels:

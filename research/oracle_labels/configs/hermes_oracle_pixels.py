@@ -1,12 +1,8 @@
-# Hermes as shipped (configs/demo/hermes_synthetic.py) with the unlabelled
-# images' hidden masks as pixel pseudo-labels: an upper bound on what
-# better pixel pseudo-labels could give (research/oracle_labels/README.md).
-# Run from the repository root with PYTHONPATH=. (custom_imports below).
-_base_ = '../../../configs/demo/hermes_synthetic.py'
+# Hermes as shipped with the unlabelled images' hidden masks as pixel
+# pseudo-labels (and the teacher's image pseudo-labels): an upper bound on
+# what better pixel pseudo-labels could give
+# (research/oracle_labels/README.md). Run from the repository root with
+# PYTHONPATH=. (custom_imports in the base).
+_base_ = './hermes_oracle_images.py'
 
-custom_imports = dict(
-    imports=['hermes_mm', 'research.oracle_labels.oracle_labeler'],
-    allow_failed_imports=False)
-model = dict(
-    pseudo_labeler=dict(
-        type='OraclePseudoLabeler', oracle_images=False, oracle_pixels=True))
+model = dict(pseudo_labeler=dict(oracle_images=False, oracle_pixels=True))
