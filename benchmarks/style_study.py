@@ -283,7 +283,8 @@ def markdown(args, summaries: Dict[str, Any], heldout: str) -> str:
                 if any(values.values()):
                     rows.append([method, ref, group] + [
                         f'{100 * statistics.fmean(v):.0f}% ({len(v)} '
-                        'styles)' if v else '-' for v in values.values()])
+                        f'style{"s" * (len(v) != 1)})' if v else '-'
+                        for v in values.values()])
     if rows:
         lines += [f'Share of the reference -> `{UPPER}` gap recovered '
                   '(from per-style means), averaged over styles:', '',

@@ -78,7 +78,7 @@ def test_report_pairs_seeds_and_computes_gap(study, tmp_path):
                         HELDOUT_STYLE)
     assert f'**{HELDOUT_STYLE}** (held-out)' in md
     assert '+2.00 ± 1.41 (2↑/0↓' in md
-    assert '25% (1 styles)' in md
+    assert '25% (1 style)' in md
     per_style = [line for line in md.splitlines()
                  if line.startswith('| hermes') and '| crowded' in line]
     assert len(per_style) == 1 and '| 25%' in per_style[0]
@@ -115,7 +115,7 @@ def test_second_method_and_hermes_as_reference(study, tmp_path):
     md = study.markdown(args, {'crowded': summ}, HELDOUT_STYLE)
     assert 'minus `hermes`' in md
     assert '| hermes_guarded | supervised | development styles | 60% ' \
-        '(1 styles)' in md
+        '(1 style)' in md
 
 
 def test_variant_config_passed_on_and_missing_keys_skipped(study, tmp_path):
@@ -168,5 +168,5 @@ def test_gap_from_any_reference_and_false_lesions_measured_down(
     assert len(row) == 1
     cells = [c.strip() for c in row[0].strip('|').split('|')]
     assert cells[:4] == ['hermes', 'twin', 'development styles',
-                         '25% (1 styles)']
-    assert cells[-2:] == ['25% (1 styles)', '10% (1 styles)']
+                         '25% (1 style)']
+    assert cells[-2:] == ['25% (1 style)', '10% (1 style)']
