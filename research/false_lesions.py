@@ -6,8 +6,9 @@ classifier could veto such predictions, which is what an inter-task gate
 (clearing the lesion pseudo-labels of confidently lesion-free images, or
 weighting pixel pseudo-labels by the image's lesion probability) relies
 on. On the test set of ``CONFIG`` (by
-default a freshly generated synthetic set that is neither the training nor
-the quality benchmark's held-out set) it reports, with the network the
+default a freshly generated synthetic set, in the config's data style, that
+is neither the training nor the quality benchmark's held-out set) it
+reports, with the network the
 model predicts with (Hermes: the teacher):
 
 - lesion-free images: how many get a predicted lesion (``false_lesion``),
@@ -103,9 +104,13 @@ def load_config(args):
 
     cfg = Config.fromfile(args.config)
     overrides: Dict[str, Any] = {}
-    if args.num and 'generator_seed' in cfg.test_dataloader.dataset:
+    dataset = cfg.test_dataloader.dataset
+    if args.num and 'generator_seed' in dataset:
+        # the dev set in the config's own data style (a style-study run
+        # tested on the default style would measure the wrong data)
         overrides = synthetic_test_set(args.cache_dir, 'dev', args.num,
-                                       args.generator_seed)
+                                       args.generator_seed,
+                                       dataset.get('style', 'default'))
     overrides.update(args.cfg_options)
     cfg.merge_from_dict(overrides)
     return cfg
@@ -146,6 +151,7 @@ def per_image(samples, lesion_index: int, lesion_free: Sequence[int],
                 img_path=sample.img_path,
                 gt_label=int(sample.gt_label),
                 pred_label=int(sample.pred_label),
+                max_score=float(score.max()),
                 has_lesion=bool(gt.any()),
                 predicts_lesion=bool(pred.any()),
                 argmax_lesion_free=int(torch.argmax(score)) in lesion_free,

@@ -92,6 +92,7 @@ def test_end_to_end_tiny_hermes(bench, tmp_path, monkeypatch):
     with open(out) as f:
         assert json.load(f)['summary'] == record['summary']
     assert record['test_set']['generator_seed'] == bench.DEV_SEED
+    assert record['test_set'].get('style', 'default') == 'default'
     assert record['lesion_free_classes'] == ['normal']
     # thresholds are the model's current ones (lesion pixel class,
     # lesion-free image class)
@@ -113,5 +114,21 @@ def test_end_to_end_tiny_hermes(bench, tmp_path, monkeypatch):
         assert 0 <= r['fused_reliable_lesion_px'] <= r['reliable_lesion_px']
         assert 0.0 <= r['pred_lesion_area'] <= 1.0
         assert (r['pred_lesion_area'] > 0) == r['predicts_lesion']
+        assert 1 / 3 - 1e-6 <= r['max_score'] <= 1.0 + 1e-6  # 3 classes
     assert s['accuracy_pct'] == pytest.approx(
         100 * sum(r['pred_label'] == r['gt_label'] for r in rows) / 12)
+
+
+def test_dev_set_is_generated_in_the_config_style(bench, tmp_path):
+    # a style-study run must be measured on its own style, not the default
+    cfg_path = tmp_path / 'tiny_speckle.py'
+    cfg_path.write_text(f'_base_ = {TINY_HERMES!r}\n'
+                        "test_dataloader = dict(dataset=dict(style='speckle'))"
+                        '\n')
+    args = bench.parse_args([str(cfg_path), 'unused.pth', '--cache-dir',
+                             str(tmp_path / 'cache')])
+    dataset = bench.load_config(args).test_dataloader.dataset
+    assert dataset.style == 'speckle'
+    assert dataset.generator_seed == bench.DEV_SEED
+    assert dataset.data_root.endswith(
+        f'synthetic_busi_dev_n{bench.DEV_NUM}_seed{bench.DEV_SEED}_speckle')

@@ -1,0 +1,163 @@
+"""Would a stricter image threshold select accurate image pseudo-labels?
+
+Issue 20, after amendment 20: perfect image pseudo-labels, through Hermes's
+own path, recover 69% of the twin -> fully-supervised accuracy gap where
+the teacher's own recover 7% (``research/oracle_labels``), and the reliable
+ones are about as accurate as the model (``pl.cls.precision`` 0.53-0.88 at
+image thresholds 0.80-0.88; ``research/pseudo_label_quality.py``). So the
+next question is selection: is there a threshold on the trained teacher's
+top image probability above which its predictions are much more accurate
+than overall, and how many images are left there?
+
+For each ``quality.py`` run of a per-style study
+(``OUT_DIR/<style>/runs/<variant>/r<ratio>/seed<n>``), it takes the per-image
+record of ``research/false_lesions.py`` on the dev set of the run's style
+(400 freshly generated images, generator seed 2000: neither the training
+nor the held-out set; last checkpoint, Hermes tested with its teacher;
+computed once and kept as ``RUN/false_lesions_dev.json``) and reports, per
+style and variant, means over seeds of the accuracy and, for each
+``--thresholds`` value t, the coverage (share of images whose top class
+probability is >= t) and the precision (accuracy among them).
+
+Example::
+
+    python research/image_calibration.py \\
+        --out-dir benchmarks/runs/styles_1200 \\
+        --styles crowded speckle shadowing varied --seeds 0 1 2 \\
+        --variants class_balanced_gated \\
+        --out benchmarks/results/image_calibration_1200it_s28.md
+"""
+import argparse
+import os.path as osp
+import statistics
+import sys
+from typing import Dict, List, Optional, Sequence
+
+HERE = osp.dirname(osp.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, osp.join(HERE, '..', 'benchmarks'))
+import false_lesions  # noqa: E402
+from _common import read_json, table, write_json  # noqa: E402
+
+#: Per-run record of ``false_lesions.py`` kept in the run folder.
+RECORD = 'false_lesions_dev.json'
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--out-dir', required=True,
+                   help='the study folder (style_study.py --out-dir)')
+    p.add_argument('--styles', nargs='+', required=True)
+    p.add_argument('--variants', nargs='+', required=True)
+    p.add_argument('--seeds', type=int, nargs='+', required=True)
+    p.add_argument('--ratio', default='0.125')
+    p.add_argument('--thresholds', type=float, nargs='+',
+                   default=[0.5, 0.8, 0.9, 0.95, 0.99])
+    p.add_argument('--out', required=True,
+                   help='markdown report; the JSON goes beside it')
+    return p.parse_args(argv)
+
+
+def calibration(rows: Sequence[dict],
+                thresholds: Sequence[float]) -> Dict[str, object]:
+    """Accuracy (%) of ``rows`` (``false_lesions`` per-image records) and,
+    per threshold, coverage and precision (%; precision None where no
+    image reaches the threshold)."""
+    if not rows:
+        raise ValueError('no images to measure')
+    correct = [r['pred_label'] == r['gt_label'] for r in rows]
+    out: Dict[str, object] = dict(
+        images=len(rows), accuracy=100 * sum(correct) / len(rows))
+    for t in thresholds:
+        kept = [c for r, c in zip(rows, correct) if r['max_score'] >= t]
+        out[f'coverage@{t:g}'] = 100 * len(kept) / len(rows)
+        out[f'precision@{t:g}'] = (100 * sum(kept) / len(kept)
+                                   if kept else None)
+    return out
+
+
+def run_rows(run: str) -> List[dict]:
+    """The run's per-image dev-set record, computed on first use from its
+    config and last checkpoint."""
+    path = osp.join(run, RECORD)
+    if not osp.exists(path):
+        marker = osp.join(run, 'last_checkpoint')
+        if not osp.exists(marker):
+            raise SystemExit(f'{run}: no last_checkpoint (is the run '
+                             'finished?)')
+        with open(marker) as f:
+            checkpoint = f.read().strip()
+        false_lesions.main([osp.join(run, 'config.py'), checkpoint,
+                            '--out', path])
+    rows = read_json(path)['images']
+    if rows and 'max_score' not in rows[0]:
+        raise SystemExit(f'{path}: written before false_lesions.py kept '
+                         "'max_score'; delete it to recompute")
+    return rows
+
+
+def summarise(args) -> Dict[str, Dict[str, Dict[str, object]]]:
+    """``{style: {variant: {key: mean over seeds, 'seeds': n}}}`` over the
+    seeds whose run folder exists."""
+    out: Dict[str, Dict[str, Dict[str, object]]] = {}
+    for style in args.styles:
+        for variant in args.variants:
+            per_seed = []
+            for seed in args.seeds:
+                run = osp.join(args.out_dir, style, 'runs', variant,
+                               f'r{args.ratio}', f'seed{seed}')
+                if osp.isdir(run):
+                    per_seed.append(calibration(run_rows(run),
+                                                args.thresholds))
+            if not per_seed:
+                continue
+            keys = [k for k in per_seed[0] if k != 'images']
+            means: Dict[str, object] = {}
+            for k in keys:
+                values = [s[k] for s in per_seed if s[k] is not None]
+                means[k] = statistics.fmean(values) if values else None
+            means['seeds'] = len(per_seed)
+            out.setdefault(style, {})[variant] = means
+    return out
+
+
+def markdown(args, summary) -> str:
+    def cell(value: Optional[float]) -> str:
+        return '-' if value is None else f'{value:.1f}'
+
+    heads = ['style', 'variant', 'acc %'] + [
+        f'cov / prec @{t:g} %' for t in args.thresholds] + ['seeds']
+    rows = []
+    for style, variants in summary.items():
+        for variant, m in variants.items():
+            rows.append([style, variant, cell(m['accuracy'])] + [
+                f"{cell(m[f'coverage@{t:g}'])} / "
+                f"{cell(m[f'precision@{t:g}'])}" for t in args.thresholds
+            ] + [str(m['seeds'])])
+    return '\n'.join([
+        '# Image calibration of the trained models', '',
+        f'Study folder `{args.out_dir}`, label ratio {args.ratio}, seeds '
+        f'{args.seeds}; dev set of each style (400 images, generator seed '
+        f'{false_lesions.DEV_SEED}); last checkpoint, Hermes-type models '
+        'with their teacher. coverage: share of images whose top class '
+        'probability is >= t; prec: accuracy among them. Means over seeds.',
+        '', table(heads, rows), ''])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    summary = summarise(args)
+    if not summary:
+        raise SystemExit(f'no run of {args.variants} under {args.out_dir}')
+    md = markdown(args, summary)
+    with open(args.out, 'w') as f:
+        f.write(md)
+    write_json(osp.splitext(args.out)[0] + '.json',
+               dict(study='image_calibration', args=vars(args),
+                    summary=summary))
+    print(md)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
