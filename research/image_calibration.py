@@ -17,7 +17,9 @@ nor the held-out set; last checkpoint, Hermes tested with its teacher;
 computed once and kept as ``RUN/false_lesions_dev.json``) and reports, per
 style and variant, means over seeds of the accuracy and, for each
 ``--thresholds`` value t, the coverage (share of images whose top class
-probability is >= t) and the precision (accuracy among them).
+probability is >= t) and the precision (accuracy among them), over every
+image and over the images where the classifier and the mask agree on
+whether there is a lesion (a selection signal other than confidence).
 
 Example::
 
@@ -58,21 +60,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def tasks_agree(row: dict) -> bool:
+    """The classifier and the mask answer "is there a lesion?" alike
+    (argmax a lesion class <=> a lesion pixel is predicted)."""
+    return row['argmax_lesion_free'] != row['predicts_lesion']
+
+
 def calibration(rows: Sequence[dict],
                 thresholds: Sequence[float]) -> Dict[str, object]:
     """Accuracy (%) of ``rows`` (``false_lesions`` per-image records) and,
     per threshold, coverage and precision (%; precision None where no
-    image reaches the threshold)."""
+    image reaches the threshold): over every image (``coverage@t``,
+    ``precision@t``) and over the images where the two tasks agree on
+    whether there is a lesion (``agree_coverage@t``, ``agree_precision@t``;
+    coverage still as a share of every image)."""
     if not rows:
         raise ValueError('no images to measure')
     correct = [r['pred_label'] == r['gt_label'] for r in rows]
     out: Dict[str, object] = dict(
         images=len(rows), accuracy=100 * sum(correct) / len(rows))
-    for t in thresholds:
-        kept = [c for r, c in zip(rows, correct) if r['max_score'] >= t]
-        out[f'coverage@{t:g}'] = 100 * len(kept) / len(rows)
-        out[f'precision@{t:g}'] = (100 * sum(kept) / len(kept)
-                                   if kept else None)
+    for prefix, keep in (('', lambda r: True), ('agree_', tasks_agree)):
+        for t in thresholds:
+            kept = [c for r, c in zip(rows, correct)
+                    if r['max_score'] >= t and keep(r)]
+            out[f'{prefix}coverage@{t:g}'] = 100 * len(kept) / len(rows)
+            out[f'{prefix}precision@{t:g}'] = (100 * sum(kept) / len(kept)
+                                               if kept else None)
     return out
 
 
@@ -127,13 +140,18 @@ def markdown(args, summary) -> str:
 
     heads = ['style', 'variant', 'acc %'] + [
         f'cov / prec @{t:g} %' for t in args.thresholds] + ['seeds']
-    rows = []
-    for style, variants in summary.items():
-        for variant, m in variants.items():
-            rows.append([style, variant, cell(m['accuracy'])] + [
-                f"{cell(m[f'coverage@{t:g}'])} / "
-                f"{cell(m[f'precision@{t:g}'])}" for t in args.thresholds
-            ] + [str(m['seeds'])])
+
+    def rows(prefix: str) -> List[List[str]]:
+        out = []
+        for style, variants in summary.items():
+            for variant, m in variants.items():
+                out.append([style, variant, cell(m['accuracy'])] + [
+                    f"{cell(m[f'{prefix}coverage@{t:g}'])} / "
+                    f"{cell(m[f'{prefix}precision@{t:g}'])}"
+                    for t in args.thresholds
+                ] + [str(m['seeds'])])
+        return out
+
     return '\n'.join([
         '# Image calibration of the trained models', '',
         f'Study folder `{args.out_dir}`, label ratio {args.ratio}, seeds '
@@ -141,7 +159,10 @@ def markdown(args, summary) -> str:
         f'{false_lesions.DEV_SEED}); last checkpoint, Hermes-type models '
         'with their teacher. coverage: share of images whose top class '
         'probability is >= t; prec: accuracy among them. Means over seeds.',
-        '', table(heads, rows), ''])
+        '', table(heads, rows('')), '',
+        'The same, keeping only the images where the classifier and the '
+        'mask agree on whether there is a lesion (coverage: share of '
+        'every image):', '', table(heads, rows('agree_')), ''])
 
 
 def main(argv=None) -> int:

@@ -14,12 +14,16 @@ def cal(load_script):
     return load_script('research/image_calibration.py')
 
 
-def image(gt, pred, score):
-    return dict(gt_label=gt, pred_label=pred, max_score=score)
+def image(gt, pred, score, agree=True):
+    # class 2 is lesion-free; ``agree``: the mask says the same
+    free = pred == 2
+    return dict(gt_label=gt, pred_label=pred, max_score=score,
+                argmax_lesion_free=free,
+                predicts_lesion=free if not agree else not free)
 
 
-ROWS = [image(0, 0, 0.99), image(1, 2, 0.95), image(2, 2, 0.85),
-        image(1, 1, 0.6), image(0, 1, 0.4)]
+ROWS = [image(0, 0, 0.99), image(1, 2, 0.95, agree=False), image(2, 2, 0.85),
+        image(1, 1, 0.6), image(0, 1, 0.4, agree=False)]
 
 
 def test_calibration_by_hand(cal):
@@ -35,6 +39,14 @@ def test_calibration_by_hand(cal):
     # nothing that confident: no precision, not a division by zero
     assert out['coverage@0.999'] == 0.0
     assert out['precision@0.999'] is None
+    # the two tasks disagree on rows 1 (wrong) and 4 (wrong)
+    assert out['agree_coverage@0.5'] == pytest.approx(60.0)
+    assert out['agree_precision@0.5'] == pytest.approx(100.0)
+    assert out['agree_coverage@0.9'] == pytest.approx(20.0)
+    assert out['agree_precision@0.9'] == pytest.approx(100.0)
+    assert out['agree_precision@0.999'] is None
+    assert [cal.tasks_agree(r) for r in ROWS] == [
+        True, False, True, True, False]
     with pytest.raises(ValueError, match='no images'):
         cal.calibration([], [0.5])
 
