@@ -33,13 +33,15 @@ import argparse
 import os.path as osp
 import statistics
 import sys
-from typing import Dict, List, Optional, Sequence
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
 
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, osp.join(HERE, '..', 'benchmarks'))
 import false_lesions  # noqa: E402
-from _common import read_json, table, write_json  # noqa: E402
+from _common import environment, read_json, table, write_json  # noqa: E402
+from pseudo_label_quality import add_study_args, variant_dir  # noqa: E402
 
 #: Per-run record of ``false_lesions.py`` kept in the run folder.
 RECORD = 'false_lesions_dev.json'
@@ -47,12 +49,8 @@ RECORD = 'false_lesions_dev.json'
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--out-dir', required=True,
-                   help='the study folder (style_study.py --out-dir)')
-    p.add_argument('--styles', nargs='+', required=True)
-    p.add_argument('--variants', nargs='+', required=True)
+    add_study_args(p)
     p.add_argument('--seeds', type=int, nargs='+', required=True)
-    p.add_argument('--ratio', default='0.125')
     p.add_argument('--thresholds', type=float, nargs='+',
                    default=[0.5, 0.8, 0.9, 0.95, 0.99])
     p.add_argument('--out', required=True,
@@ -89,9 +87,9 @@ def calibration(rows: Sequence[dict],
     return out
 
 
-def run_rows(run: str) -> List[dict]:
-    """The run's per-image dev-set record, computed on first use from its
-    config and last checkpoint."""
+def run_rows(run: str) -> Tuple[List[dict], float]:
+    """The run's per-image dev-set rows and the seconds it took to compute
+    them, computed on first use from its config and last checkpoint."""
     path = osp.join(run, RECORD)
     if not osp.exists(path):
         marker = osp.join(run, 'last_checkpoint')
@@ -102,26 +100,31 @@ def run_rows(run: str) -> List[dict]:
             checkpoint = f.read().strip()
         false_lesions.main([osp.join(run, 'config.py'), checkpoint,
                             '--out', path])
-    rows = read_json(path)['images']
+    record = read_json(path)
+    rows = record['images']
     if rows and 'max_score' not in rows[0]:
         raise SystemExit(f'{path}: written before false_lesions.py kept '
                          "'max_score'; delete it to recompute")
-    return rows
+    return rows, float(record.get('wall_time_s') or 0.0)
 
 
-def summarise(args) -> Dict[str, Dict[str, Dict[str, object]]]:
+def summarise(args) -> Tuple[Dict[str, Dict[str, Dict[str, object]]],
+                             float]:
     """``{style: {variant: {key: mean over seeds, 'seeds': n}}}`` over the
-    seeds whose run folder exists."""
+    seeds whose run folder exists, and the seconds their per-image records
+    took to compute."""
     out: Dict[str, Dict[str, Dict[str, object]]] = {}
+    records_wall_s = 0.0
     for style in args.styles:
         for variant in args.variants:
             per_seed = []
             for seed in args.seeds:
-                run = osp.join(args.out_dir, style, 'runs', variant,
-                               f'r{args.ratio}', f'seed{seed}')
+                run = osp.join(variant_dir(args, style, variant),
+                               f'seed{seed}')
                 if osp.isdir(run):
-                    per_seed.append(calibration(run_rows(run),
-                                                args.thresholds))
+                    rows, wall_s = run_rows(run)
+                    records_wall_s += wall_s
+                    per_seed.append(calibration(rows, args.thresholds))
             if not per_seed:
                 continue
             keys = [k for k in per_seed[0] if k != 'images']
@@ -131,7 +134,7 @@ def summarise(args) -> Dict[str, Dict[str, Dict[str, object]]]:
                 means[k] = statistics.fmean(values) if values else None
             means['seeds'] = len(per_seed)
             out.setdefault(style, {})[variant] = means
-    return out
+    return out, records_wall_s
 
 
 def markdown(args, summary) -> str:
@@ -167,7 +170,8 @@ def markdown(args, summary) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    summary = summarise(args)
+    start = time.perf_counter()
+    summary, records_wall_s = summarise(args)
     if not summary:
         raise SystemExit(f'no run of {args.variants} under {args.out_dir}')
     md = markdown(args, summary)
@@ -175,7 +179,9 @@ def main(argv=None) -> int:
         f.write(md)
     write_json(osp.splitext(args.out)[0] + '.json',
                dict(study='image_calibration', args=vars(args),
-                    summary=summary))
+                    summary=summary, environment=environment(),
+                    wall_time_s=time.perf_counter() - start,
+                    records_wall_s=records_wall_s))
     print(md)
     return 0
 

@@ -48,13 +48,24 @@ LOGGED = ('pl.cls.precision', 'zone.cls.reliable', 'pl.cls.0.recall',
 HELDOUT = ('cls/accuracy', 'seg/false_lesion_rate')
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def add_study_args(p: argparse.ArgumentParser) -> None:
+    """The options naming a per-style study's runs (shared by the research
+    scripts that read ``style_study.py`` folders)."""
     p.add_argument('--out-dir', required=True,
                    help='the study folder (style_study.py --out-dir)')
     p.add_argument('--styles', nargs='+', required=True)
     p.add_argument('--variants', nargs='+', required=True)
     p.add_argument('--ratio', default='0.125')
+
+
+def variant_dir(args, style: str, variant: str) -> str:
+    """``OUT_DIR/<style>/runs/<variant>/r<ratio>``: the seeds' parent."""
+    return osp.join(args.out_dir, style, 'runs', variant, f'r{args.ratio}')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    add_study_args(p)
     p.add_argument('--last', type=int, default=10,
                    help='logged values averaged at the end of each run')
     p.add_argument('--out', required=True,
@@ -90,8 +101,7 @@ def summarise(args) -> Dict[str, Dict[str, Dict[str, object]]]:
     out: Dict[str, Dict[str, Dict[str, object]]] = {}
     for style in args.styles:
         for variant in args.variants:
-            pattern = osp.join(args.out_dir, style, 'runs', variant,
-                               f'r{args.ratio}', 'seed*')
+            pattern = osp.join(variant_dir(args, style, variant), 'seed*')
             runs = {}
             for run in sorted(glob.glob(pattern)):
                 values = run_values(run, args.last)

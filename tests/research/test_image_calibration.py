@@ -51,11 +51,11 @@ def test_calibration_by_hand(cal):
         cal.calibration([], [0.5])
 
 
-def write_run(root, style, variant, seed, rows):
+def write_run(root, style, variant, seed, rows, wall_s=1.5):
     run = osp.join(root, style, 'runs', variant, 'r0.125', f'seed{seed}')
     os.makedirs(run)
     with open(osp.join(run, 'false_lesions_dev.json'), 'w') as f:
-        json.dump(dict(images=rows), f)
+        json.dump(dict(images=rows, wall_time_s=wall_s), f)
     return run
 
 
@@ -70,7 +70,11 @@ def test_means_over_seeds_and_report(cal, tmp_path):
                      '--variants', 'hermes', '--seeds', '0', '1', '2',
                      '--thresholds', '0.9', '0.99', '--out', out]) == 0
     with open(osp.splitext(out)[0] + '.json') as f:
-        summary = json.load(f)['summary']
+        record = json.load(f)
+    # what computing the two per-image records took, not this call
+    assert record['records_wall_s'] == pytest.approx(3.0)
+    assert record['wall_time_s'] > 0
+    summary = record['summary']
     assert list(summary) == ['crowded']  # speckle has no run: left out
     m = summary['crowded']['hermes']
     assert m['seeds'] == 2
