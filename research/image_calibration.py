@@ -71,12 +71,16 @@ def calibration(rows: Sequence[dict],
     image reaches the threshold): over every image (``coverage@t``,
     ``precision@t``) and over the images where the two tasks agree on
     whether there is a lesion (``agree_coverage@t``, ``agree_precision@t``;
-    coverage still as a share of every image)."""
+    coverage still as a share of every image); ``recall.<c>``: accuracy on
+    the images of true class ``c``."""
     if not rows:
         raise ValueError('no images to measure')
     correct = [r['pred_label'] == r['gt_label'] for r in rows]
     out: Dict[str, object] = dict(
         images=len(rows), accuracy=100 * sum(correct) / len(rows))
+    for c in sorted({r['gt_label'] for r in rows}):
+        hits = [ok for r, ok in zip(rows, correct) if r['gt_label'] == c]
+        out[f'recall.{c}'] = 100 * sum(hits) / len(hits)
     for prefix, keep in (('', lambda r: True), ('agree_', tasks_agree)):
         for t in thresholds:
             kept = [c for r, c in zip(rows, correct)
@@ -127,10 +131,12 @@ def summarise(args) -> Tuple[Dict[str, Dict[str, Dict[str, object]]],
                     per_seed.append(calibration(rows, args.thresholds))
             if not per_seed:
                 continue
-            keys = [k for k in per_seed[0] if k != 'images']
+            # a class may be missing from a seed's images: union of keys
+            keys = dict.fromkeys(k for s in per_seed for k in s
+                                 if k != 'images')
             means: Dict[str, object] = {}
             for k in keys:
-                values = [s[k] for s in per_seed if s[k] is not None]
+                values = [s[k] for s in per_seed if s.get(k) is not None]
                 means[k] = statistics.fmean(values) if values else None
             means['seeds'] = len(per_seed)
             out.setdefault(style, {})[variant] = means
@@ -165,7 +171,23 @@ def markdown(args, summary) -> str:
         '', table(heads, rows('')), '',
         'The same, keeping only the images where the classifier and the '
         'mask agree on whether there is a lesion (coverage: share of '
-        'every image):', '', table(heads, rows('agree_')), ''])
+        'every image):', '', table(heads, rows('agree_')), '',
+        'Recall per true class (its index in the config\'s `cls_classes`; '
+        'BUSI and the synthetic sets: 0 benign, 1 malignant, 2 normal):',
+        '', recall_table(summary), ''])
+
+
+def recall_table(summary) -> str:
+    classes = sorted({k for variants in summary.values()
+                      for m in variants.values() for k in m
+                      if k.startswith('recall.')},
+                     key=lambda k: int(k.split('.')[1]))
+    rows = [[style, variant] + [
+        '-' if m.get(k) is None else f'{m[k]:.1f}' for k in classes]
+        for style, variants in summary.items()
+        for variant, m in variants.items()]
+    return table(['style', 'variant'] +
+                 [f'class {k.split(".")[1]} %' for k in classes], rows)
 
 
 def main(argv=None) -> int:

@@ -29,6 +29,10 @@ ROWS = [image(0, 0, 0.99), image(1, 2, 0.95, agree=False), image(2, 2, 0.85),
 def test_calibration_by_hand(cal):
     out = cal.calibration(ROWS, [0.5, 0.9, 0.999])
     assert out['images'] == 5
+    # true class 0: rows 0 (right) and 4 (wrong); 1: rows 1 (wrong), 3
+    # (right); 2: row 2 (right)
+    assert (out['recall.0'], out['recall.1'], out['recall.2']) == \
+        pytest.approx((50.0, 50.0, 100.0))
     assert out['accuracy'] == pytest.approx(60.0)
     # >= 0.5: 4 images, 3 right
     assert out['coverage@0.5'] == pytest.approx(80.0)
@@ -90,6 +94,10 @@ def test_means_over_seeds_and_report(cal, tmp_path):
     cells = [c.strip() for c in row.strip('|').split('|')]
     assert cells == ['crowded', 'hermes', '80.0', '70.0 / 75.0',
                      '10.0 / 100.0', '2']
+    # class 1 recall: seed 0 50%, seed 1 100%; class 0 only in seed 0
+    assert m['recall.1'] == pytest.approx(75.0)
+    assert m['recall.0'] == pytest.approx(50.0)
+    assert '| class 0 % | class 1 % | class 2 % |' in md.replace('  ', ' ')
 
 
 def test_clear_errors(cal, tmp_path):
