@@ -96,11 +96,12 @@ def run_rows(run: str) -> Tuple[List[dict], float]:
     them, computed on first use from its config and last checkpoint."""
     path = osp.join(run, RECORD)
     if not osp.exists(path):
-        marker = osp.join(run, 'last_checkpoint')
-        if not osp.exists(marker):
-            raise SystemExit(f'{run}: no last_checkpoint (is the run '
-                             'finished?)')
-        with open(marker) as f:
+        # quality.py writes the held-out metrics once training has ended,
+        # so an interrupted run's intermediate checkpoint is never used
+        if not osp.exists(osp.join(run, 'heldout_metrics.json')):
+            raise SystemExit(f'{run}: not finished (no '
+                             'heldout_metrics.json)')
+        with open(osp.join(run, 'last_checkpoint')) as f:
             checkpoint = f.read().strip()
         false_lesions.main([osp.join(run, 'config.py'), checkpoint,
                             '--out', path])

@@ -106,7 +106,10 @@ def test_clear_errors(cal, tmp_path):
     os.makedirs(run)
     args = ['--out-dir', root, '--styles', 'crowded', '--variants',
             'hermes', '--seeds', '0', '--out', str(tmp_path / 'c.md')]
-    with pytest.raises(SystemExit, match='no last_checkpoint'):
+    # an interrupted run has a last_checkpoint but no held-out metrics
+    with open(osp.join(run, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(run, 'iter_600.pth'))
+    with pytest.raises(SystemExit, match='not finished'):
         cal.main(args)
     with open(osp.join(run, 'false_lesions_dev.json'), 'w') as f:
         json.dump(dict(images=[dict(gt_label=0, pred_label=0)]), f)
