@@ -5,10 +5,9 @@ scores Dice 0 on it. This diagnostic asks whether the model's own image
 classifier could veto such predictions, which is what an inter-task gate
 (clearing the lesion pseudo-labels of confidently lesion-free images, or
 weighting pixel pseudo-labels by the image's lesion probability) relies
-on. On the test set of ``CONFIG`` (by
-default a freshly generated synthetic set, in the config's data style, that
-is neither the training nor the quality benchmark's held-out set) it
-reports, with the network the
+on. On the test set of ``CONFIG`` (by default a freshly generated
+synthetic set, in the config's data style, that is neither the training
+nor the quality benchmark's held-out set) it reports, with the network the
 model predicts with (Hermes: the teacher):
 
 - lesion-free images: how many get a predicted lesion (``false_lesion``),
