@@ -37,7 +37,7 @@ from typing import Dict, Optional
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..',
                             'benchmarks'))
 from _common import read_json, table, write_json  # noqa: E402
-from quality import read_scalars  # noqa: E402
+from quality import read_scalars, run_dir  # noqa: E402
 
 #: Logged diagnostics reported (mean of the last --last values per run).
 LOGGED = ('pl.cls.precision', 'zone.cls.reliable', 'pl.cls.0.recall',
@@ -55,12 +55,15 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
                    help='the study folder (style_study.py --out-dir)')
     p.add_argument('--styles', nargs='+', required=True)
     p.add_argument('--variants', nargs='+', required=True)
-    p.add_argument('--ratio', default='0.125')
+    p.add_argument('--ratio', type=float, default=0.125)
 
 
 def variant_dir(args, style: str, variant: str) -> str:
-    """``OUT_DIR/<style>/runs/<variant>/r<ratio>``: the seeds' parent."""
-    return osp.join(args.out_dir, style, 'runs', variant, f'r{args.ratio}')
+    """The folder holding a variant's ``seed<n>`` runs in the style's
+    sub-folder: ``quality.run_dir``'s layout (no ratio level for
+    ``fully_supervised``)."""
+    style_args = argparse.Namespace(out_dir=osp.join(args.out_dir, style))
+    return osp.dirname(run_dir(style_args, variant, args.ratio, 0))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

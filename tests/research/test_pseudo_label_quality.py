@@ -79,3 +79,14 @@ def test_missing_logs_and_empty_study_are_named(plq, tmp_path):
     with pytest.raises(SystemExit):
         plq.parse_args(['--out-dir', '.', '--styles', 'x', '--variants', 'y',
                         '--out', 'r.md', '--last', '0'])
+
+
+def test_run_folders_follow_quality_run_dir(plq, tmp_path):
+    # fully_supervised runs use every label: no ratio level in quality.py
+    args = plq.parse_args(['--out-dir', str(tmp_path), '--styles', 'crowded',
+                           '--variants', 'fully_supervised', 'hermes',
+                           '--ratio', '0.25', '--out', 'unused.md'])
+    assert plq.variant_dir(args, 'crowded', 'fully_supervised') == osp.join(
+        str(tmp_path), 'crowded', 'runs', 'fully_supervised')
+    assert plq.variant_dir(args, 'crowded', 'hermes') == osp.join(
+        str(tmp_path), 'crowded', 'runs', 'hermes', 'r0.25')
