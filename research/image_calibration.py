@@ -165,10 +165,11 @@ def markdown(args, summary) -> str:
     return '\n'.join([
         '# Image calibration of the trained models', '',
         f'Study folder `{args.out_dir}`, label ratio {args.ratio}, seeds '
-        f'{args.seeds}; dev set of each style (400 images, generator seed '
-        f'{false_lesions.DEV_SEED}); last checkpoint, Hermes-type models '
-        'with their teacher. coverage: share of images whose top class '
-        'probability is >= t; prec: accuracy among them. Means over seeds.',
+        f'{args.seeds}; dev set of each style ({false_lesions.DEV_NUM} '
+        f'images, generator seed {false_lesions.DEV_SEED}); last '
+        'checkpoint, Hermes-type models with their teacher. coverage: '
+        'share of images whose top class probability is >= t; prec: '
+        'accuracy among them. Means over seeds.',
         '', table(heads, rows('')), '',
         'The same, keeping only the images where the classifier and the '
         'mask agree on whether there is a lesion (coverage: share of '
