@@ -45,6 +45,9 @@ from pseudo_label_quality import add_study_args, variant_dir  # noqa: E402
 
 #: Per-run record of ``false_lesions.py`` kept in the run folder.
 RECORD = 'false_lesions_dev.json'
+#: Threshold passed for models without pseudo-label thresholds (unused by
+#: this report; see :func:`supervised_thresholds`).
+SUPERVISED_TAU = 0.5
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -91,6 +94,20 @@ def calibration(rows: Sequence[dict],
     return out
 
 
+def supervised_thresholds(config: str) -> List[str]:
+    """``false_lesions.py`` options for a model without pseudo-label
+    thresholds (a supervised or fully-supervised run): the thresholds only
+    set per-image fields that this report does not read
+    (``reliable_lesion_px``), so any value does; none for a model with a
+    pseudo-labeller (its own thresholds are recorded)."""
+    from mmengine.config import Config
+
+    if 'pseudo_labeler' in Config.fromfile(config).model:
+        return []
+    return ['--tau-pixel', str(SUPERVISED_TAU), '--tau-image',
+            str(SUPERVISED_TAU)]
+
+
 def run_rows(run: str) -> Tuple[List[dict], float]:
     """The run's per-image dev-set rows and the seconds it took to compute
     them, computed on first use from its config and last checkpoint."""
@@ -103,8 +120,9 @@ def run_rows(run: str) -> Tuple[List[dict], float]:
                              'heldout_metrics.json)')
         with open(osp.join(run, 'last_checkpoint')) as f:
             checkpoint = f.read().strip()
-        false_lesions.main([osp.join(run, 'config.py'), checkpoint,
-                            '--out', path])
+        config = osp.join(run, 'config.py')
+        false_lesions.main([config, checkpoint, '--out', path] +
+                           supervised_thresholds(config))
     record = read_json(path)
     rows = record['images']
     if rows and 'max_score' not in rows[0]:

@@ -117,3 +117,16 @@ def test_clear_errors(cal, tmp_path):
         cal.main(args)
     with pytest.raises(SystemExit, match='no run of'):
         cal.main(args[:2] + ['--styles', 'speckle'] + args[4:])
+
+
+def test_supervised_runs_get_thresholds_hermes_runs_keep_theirs(cal):
+    # false_lesions.py needs thresholds a supervised model does not have;
+    # a Hermes model's own thresholds are recorded, so none are passed
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    supervised = osp.join(repo, 'configs', 'demo',
+                          'supervised_synthetic.py')
+    hermes = osp.join(repo, 'configs', 'demo', 'hermes_synthetic.py')
+    assert cal.supervised_thresholds(hermes) == []
+    tau = str(cal.SUPERVISED_TAU)
+    assert cal.supervised_thresholds(supervised) == [
+        '--tau-pixel', tau, '--tau-image', tau]
