@@ -349,6 +349,13 @@ class HermesSegmentor(SemiBaseSegmentor):
         return losses
 
     @torch.no_grad()
+    def teacher_forward(self, weak_inputs: Tensor) -> MultiTaskOutputs:
+        """The teacher's raw outputs on the weak views (what
+        :meth:`teacher_predictions` turns into probabilities; a subclass
+        that also needs the teacher's features overrides this)."""
+        return self.teacher.module.forward_train(weak_inputs)
+
+    @torch.no_grad()
     def teacher_predictions(self, weak_inputs: Tensor,
                             data_samples: SampleList) -> Dict[str, Tensor]:
         """The teacher on the weak views: ``seg_probs`` (B, C, H, W) at
@@ -357,7 +364,7 @@ class HermesSegmentor(SemiBaseSegmentor):
         (``hidden_masks`` / ``hidden_labels``, else None)."""
         teacher = self.teacher.module
         height, width = weak_inputs.shape[2:]
-        outputs = teacher.forward_train(weak_inputs)
+        outputs = self.teacher_forward(weak_inputs)
         masks, labels = hidden_targets(data_samples, height, width,
                                        self.ignore_index)
         return dict(

@@ -1,0 +1,231 @@
+"""research/instance_contrast: the InfoNCE term by hand, the key
+projector's momentum and the key queue, and the wiring inside Hermes: the
+keys are the teacher's on the weak views, the queries the student's on the
+strong views of the same images, CutMixed rows without an unmixed view are
+left out, and the term reaches the losses through the contrast ramp."""
+import importlib
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
+
+from hermes_mm.registry import MODELS
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SMALL = osp.join(REPO, 'configs', '_base_', 'models',
+                 'hermes_r18_small_itas.py')
+RESEARCH_CFG = osp.join(REPO, 'research', 'instance_contrast', 'configs',
+                        'hermes_instance_contrast.py')
+S = 64
+LATE = 10**6  # after every ramp-up
+
+
+@pytest.fixture(scope='module')
+def ic():
+    import sys
+    sys.path.insert(0, REPO)
+    try:
+        return importlib.import_module(
+            'research.instance_contrast.instance_contrast')
+    finally:
+        sys.path.remove(REPO)
+
+
+def linear_head(ic, **kwargs):
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    head = ic.InstanceContrastHead(
+        projector=dict(type='ProjectionHead', in_channels=4,
+                       hidden_channels=4, out_channels=3, num_layers=1,
+                       norm_cfg=None), **kwargs)
+    head.init_weights()
+    return head
+
+
+def test_loss_by_hand_and_the_queue(ic):
+    head = linear_head(ic, temperature=0.5, queue_size=3, key_momentum=0.9)
+    w = head.projector.fc_out.weight.detach().clone()
+    b = head.projector.fc_out.bias.detach().clone()
+    torch.manual_seed(1)
+    q_vec, k_vec = torch.randn(2, 4), torch.randn(2, 4)
+    out = head.loss(q_vec, k_vec)
+    q = F.normalize(q_vec @ w.t() + b, dim=1)
+    k = F.normalize(k_vec @ w.t() + b, dim=1)  # key projector == query one
+    logits = q @ k.t() / 0.5  # empty queue: the batch's keys only
+    expected = F.cross_entropy(logits, torch.arange(2))
+    assert out['loss_inst'].item() == pytest.approx(expected.item(),
+                                                    rel=1e-5)
+    # the keys are queued (detached): the next call uses them as negatives
+    assert int(head.queue_len) == 2
+    torch.testing.assert_close(head.queue[:2], k)
+    # an optimiser step moves the query projector; the keys follow it by
+    # momentum only (0.9 old + 0.1 new)
+    with torch.no_grad():
+        head.projector.fc_out.weight.add_(0.5)
+    w2 = w + 0.5
+    q2_vec, k2_vec = torch.randn(2, 4), torch.randn(2, 4)
+    out2 = head.loss(q2_vec, k2_vec)
+    q2 = F.normalize(q2_vec @ w2.t() + b, dim=1)
+    k2 = F.normalize(k2_vec @ (0.9 * w + 0.1 * w2).t() + b, dim=1)
+    logits2 = torch.cat([q2 @ k2.t(), q2 @ k.t()], dim=1) / 0.5
+    assert out2['loss_inst'].item() == pytest.approx(
+        F.cross_entropy(logits2, torch.arange(2)).item(), rel=1e-5)
+    # FIFO of 3: the oldest key is overwritten, the newest kept
+    assert int(head.queue_len) == 3
+    torch.testing.assert_close(head.queue[0], k2[1])
+    torch.testing.assert_close(head.queue[1:3], torch.stack([k[1], k2[0]]))
+    # the loss reaches the query projector only
+    out2['loss_inst'].backward()
+    assert head.projector.fc_out.weight.grad is not None
+    assert all(p.grad is None for p in head.key_projector.parameters())
+
+
+def test_key_projector_follows_the_query_projector_by_momentum(ic):
+    head = linear_head(ic, key_momentum=0.9)
+    old = head.key_projector.fc_out.weight.detach().clone()
+    with torch.no_grad():
+        head.projector.fc_out.weight.add_(1.0)
+    new = head.projector.fc_out.weight.detach().clone()
+    head.loss(torch.randn(2, 4), torch.randn(2, 4))
+    torch.testing.assert_close(head.key_projector.fc_out.weight,
+                               0.9 * old + 0.1 * new)
+
+
+def test_empty_rows_and_bad_arguments(ic):
+    head = linear_head(ic)
+    out = head.loss(torch.zeros(0, 4), torch.zeros(0, 4))
+    assert out['loss_inst'].item() == 0.0
+    assert out['loss_inst'].requires_grad  # keeps DDP's graph whole
+    assert int(head.queue_len) == 0
+    with pytest.raises(ValueError, match='pair up'):
+        head.loss(torch.zeros(2, 4), torch.zeros(3, 4))
+    for kwargs, match in ((dict(temperature=0), 'temperature'),
+                          (dict(queue_size=-1), 'queue_size'),
+                          (dict(key_momentum=1.0), 'key_momentum')):
+        with pytest.raises(ValueError, match=match):
+            linear_head(ic, **kwargs)
+
+
+# ------------------------------------------------------------- wiring
+def build(ic, cutmix_prob, unmixed_image_view=False):
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    cfg = Config.fromfile(SMALL).model
+    research = Config.fromfile(RESEARCH_CFG).model
+    cfg.type = research.type
+    cfg.inst_contrast = research.inst_contrast
+    cfg.data_preprocessor.data_preprocessor.size = (S, S)
+    cfg.cutmix_prob = cutmix_prob
+    cfg.unmixed_image_view = unmixed_image_view
+    model = MODELS.build(cfg)
+    model.init_weights()
+    with torch.no_grad():  # a teacher that differs from its student
+        for p in model.teacher.module.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.set_iteration(LATE)
+    model.train()
+    return model
+
+
+def make_batch():
+    g = torch.Generator().manual_seed(0)
+    meta = dict(img_shape=(S, S), ori_shape=(S, S), pad_shape=(S, S))
+
+    def sample(label=None):
+        s = SegDataSample(metainfo=meta)
+        if label is not None:
+            mask = torch.zeros(1, S, S, dtype=torch.long)
+            mask[0, 10:30, 10:30] = int(label != 2)
+            s.gt_sem_seg = PixelData(data=mask)
+            s.gt_label = torch.tensor([label])
+        return s
+
+    inputs = dict(sup=torch.randn(2, 3, S, S, generator=g),
+                  unsup_weak=torch.randn(3, 3, S, S, generator=g),
+                  unsup_strong=torch.randn(3, 3, S, S, generator=g))
+    data_samples = dict(sup=[sample(0), sample(2)],
+                        unsup_weak=[sample() for _ in range(3)],
+                        unsup_strong=[sample() for _ in range(3)])
+    return inputs, data_samples
+
+
+def spy(monkeypatch, obj, name):
+    calls = []
+    original = getattr(obj, name)
+
+    def wrapper(*args, **kwargs):
+        result = original(*args, **kwargs)
+        calls.append((args, result))
+        return result
+
+    monkeypatch.setattr(obj, name, wrapper)
+    return calls
+
+
+def test_keys_are_the_teachers_weak_views_queries_the_students_strong(
+        ic, monkeypatch):
+    model = build(ic, cutmix_prob=0.0)
+    pairs = spy(monkeypatch, model.inst_contrast, 'loss')
+    forwards = spy(monkeypatch, model.student, 'forward_train')
+    inputs, data_samples = make_batch()
+    losses = model.loss(inputs, data_samples)
+    (query, key), term = pairs[0]
+    # keys: the teacher (eval mode, deterministic) on the weak views
+    with torch.no_grad():
+        teacher = model.teacher.module
+        on_weak = teacher.forward_train(inputs['unsup_weak']).task_feats
+        on_strong = teacher.forward_train(
+            inputs['unsup_strong']).task_feats
+    torch.testing.assert_close(key, on_weak.cls_vec)
+    assert not torch.allclose(key, on_strong.cls_vec, atol=1e-4)
+    # queries: the student's forward over the strong views, same rows
+    strong_calls = [(x, out) for (x, *_), out in forwards
+                    if x.shape[0] == 3 and torch.equal(
+                        x, inputs['unsup_strong'])]
+    assert len(strong_calls) == 1
+    torch.testing.assert_close(query, strong_calls[0][1].task_feats.cls_vec)
+    sup_call = [out for (x, *_), out in forwards
+                if torch.equal(x, inputs['sup'])]
+    assert not torch.allclose(query, on_strong.cls_vec, atol=1e-4)
+    assert sup_call  # the labelled images are not the queries (2 rows)
+    # the term, weighted by the contrast ramp, is in the losses
+    weight = model.loss_weights()['con']
+    assert weight > 0
+    torch.testing.assert_close(losses['con.loss_inst'],
+                               term['loss_inst'] * weight)
+    # the stashed tensors do not outlive the step
+    assert model._teacher_vec is None and model._image_vec is None
+
+
+def test_mixed_rows_are_left_out_unless_an_unmixed_view_exists(
+        ic, monkeypatch):
+    model = build(ic, cutmix_prob=1.0)  # every strong view is mixed
+    pairs = spy(monkeypatch, model.inst_contrast, 'loss')
+    losses = model.loss(*make_batch())
+    (query, key), _ = pairs[0]
+    assert query.shape[0] == key.shape[0] == 0
+    assert losses['con.loss_inst'].item() == 0.0
+    model = build(ic, cutmix_prob=1.0, unmixed_image_view=True)
+    pairs = spy(monkeypatch, model.inst_contrast, 'loss')
+    forwards = spy(monkeypatch, model.student, 'forward_train')
+    inputs, data_samples = make_batch()
+    model.loss(inputs, data_samples)
+    (query, key), _ = pairs[0]
+    assert query.shape[0] == 3
+    # the unmixed views are appended after the mixed ones in the strong
+    # forward: rows 3-5 of that call, i.e. the strong inputs as given
+    (x, *_), out = next((c for c in forwards if c[0][0].shape[0] == 6))
+    torch.testing.assert_close(x[3:], inputs['unsup_strong'])
+    torch.testing.assert_close(query, out.task_feats.cls_vec[3:])
+
+
+def test_research_config_builds(ic):
+    cfg = Config.fromfile(RESEARCH_CFG)
+    assert cfg.model.type == 'InstanceContrastHermes'
+    assert cfg.model.inst_contrast.projector.in_channels == \
+        Config.fromfile(SMALL).model.segmentor.cls_head.in_channels
