@@ -31,7 +31,6 @@ and variant::
 import argparse
 import itertools
 import os.path as osp
-import statistics
 import sys
 import time
 from typing import Callable, Dict, List
@@ -42,8 +41,9 @@ HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, osp.join(HERE, '..', 'benchmarks'))
 import false_lesions  # noqa: E402
-from _common import environment, table, write_json  # noqa: E402
-from pseudo_label_quality import add_study_args, variant_dir  # noqa: E402
+from _common import table  # noqa: E402
+from _study import (add_study_args, mean_over_seeds, seed_runs,  # noqa: E402
+                    write_report)
 from selection_signals import run_record  # noqa: E402
 
 #: Floor on probabilities before taking logs.
@@ -118,25 +118,13 @@ def summarise(args) -> Dict[str, Dict[str, Dict[str, float]]]:
     record_args = argparse.Namespace(
         batch_size=8, num=false_lesions.DEV_NUM, cache_dir=None)
     out: Dict[str, Dict[str, Dict[str, float]]] = {}
-    for style in args.styles:
-        for variant in args.variants:
-            per_seed = []
-            for seed in args.seeds:
-                run = osp.join(variant_dir(args, style, variant),
-                               f'seed{seed}')
-                if osp.isdir(run):
-                    record = run_record(run, record_args)
-                    per_seed.append(readouts(
-                        np.asarray(record['probs']['teacher']),
-                        np.asarray(record['gt_label']), grid))
-            if not per_seed:
-                continue
-            keys = dict.fromkeys(k for s in per_seed for k in s)
-            means: Dict[str, float] = {
-                k: statistics.fmean(s[k] for s in per_seed if k in s)
-                for k in keys}
-            means['seeds'] = len(per_seed)
-            out.setdefault(style, {})[variant] = means
+    for style, variant, runs in seed_runs(args):
+        per_seed = []
+        for run in runs:
+            record = run_record(run, record_args)
+            per_seed.append(readouts(np.asarray(record['probs']['teacher']),
+                                     np.asarray(record['gt_label']), grid))
+        out.setdefault(style, {})[variant] = mean_over_seeds(per_seed)
     return out
 
 
@@ -179,13 +167,7 @@ def main(argv=None) -> int:
     if not summary:
         raise SystemExit(f'no run of {args.variants} under {args.out_dir}')
     md = markdown(args, summary)
-    with open(args.out, 'w') as f:
-        f.write(md)
-    write_json(osp.splitext(args.out)[0] + '.json',
-               dict(study='class_prior', args=vars(args), summary=summary,
-                    environment=environment(),
-                    wall_time_s=time.perf_counter() - start))
-    print(md)
+    write_report(args, 'class_prior', md, start, summary=summary)
     return 0
 
 

@@ -31,7 +31,6 @@ Example::
 """
 import argparse
 import os.path as osp
-import statistics
 import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -40,8 +39,9 @@ HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, osp.join(HERE, '..', 'benchmarks'))
 import false_lesions  # noqa: E402
-from _common import environment, read_json, table, write_json  # noqa: E402
-from pseudo_label_quality import add_study_args, variant_dir  # noqa: E402
+from _common import read_json, table  # noqa: E402
+from _study import (add_study_args, mean_over_seeds, seed_runs,  # noqa: E402
+                    write_report)
 
 #: Per-run record of ``false_lesions.py`` kept in the run folder.
 RECORD = 'false_lesions_dev.json'
@@ -138,27 +138,15 @@ def summarise(args) -> Tuple[Dict[str, Dict[str, Dict[str, object]]],
     took to compute."""
     out: Dict[str, Dict[str, Dict[str, object]]] = {}
     records_wall_s = 0.0
-    for style in args.styles:
-        for variant in args.variants:
-            per_seed = []
-            for seed in args.seeds:
-                run = osp.join(variant_dir(args, style, variant),
-                               f'seed{seed}')
-                if osp.isdir(run):
-                    rows, wall_s = run_rows(run)
-                    records_wall_s += wall_s
-                    per_seed.append(calibration(rows, args.thresholds))
-            if not per_seed:
-                continue
-            # a class may be missing from a seed's images: union of keys
-            keys = dict.fromkeys(k for s in per_seed for k in s
-                                 if k != 'images')
-            means: Dict[str, object] = {}
-            for k in keys:
-                values = [s[k] for s in per_seed if s.get(k) is not None]
-                means[k] = statistics.fmean(values) if values else None
-            means['seeds'] = len(per_seed)
-            out.setdefault(style, {})[variant] = means
+    for style, variant, runs in seed_runs(args):
+        per_seed = []
+        for run in runs:
+            rows, wall_s = run_rows(run)
+            records_wall_s += wall_s
+            per_seed.append(calibration(rows, args.thresholds))
+        # a class may be missing from a seed's images: union of keys
+        out.setdefault(style, {})[variant] = mean_over_seeds(
+            per_seed, skip=('images', ))
     return out, records_wall_s
 
 
@@ -217,14 +205,8 @@ def main(argv=None) -> int:
     if not summary:
         raise SystemExit(f'no run of {args.variants} under {args.out_dir}')
     md = markdown(args, summary)
-    with open(args.out, 'w') as f:
-        f.write(md)
-    write_json(osp.splitext(args.out)[0] + '.json',
-               dict(study='image_calibration', args=vars(args),
-                    summary=summary, environment=environment(),
-                    wall_time_s=time.perf_counter() - start,
-                    records_wall_s=records_wall_s))
-    print(md)
+    write_report(args, 'image_calibration', md, start, summary=summary,
+                 records_wall_s=records_wall_s)
     return 0
 
 

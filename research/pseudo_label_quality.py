@@ -37,7 +37,10 @@ from typing import Dict, Optional
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..',
                             'benchmarks'))
 from _common import read_json, table, write_json  # noqa: E402
-from quality import read_scalars, run_dir  # noqa: E402
+from quality import read_scalars  # noqa: E402
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _study import add_study_args, variant_dir  # noqa: E402,F401
 
 #: Logged diagnostics reported (mean of the last --last values per run).
 LOGGED = ('pl.cls.precision', 'zone.cls.reliable', 'pl.cls.0.recall',
@@ -46,24 +49,6 @@ LOGGED = ('pl.cls.precision', 'zone.cls.reliable', 'pl.cls.0.recall',
           'pl.seg.false_lesion_images')
 #: Held-out test metrics reported beside them.
 HELDOUT = ('cls/accuracy', 'seg/false_lesion_rate')
-
-
-def add_study_args(p: argparse.ArgumentParser) -> None:
-    """The options naming a per-style study's runs (shared by the research
-    scripts that read ``style_study.py`` folders)."""
-    p.add_argument('--out-dir', required=True,
-                   help='the study folder (style_study.py --out-dir)')
-    p.add_argument('--styles', nargs='+', required=True)
-    p.add_argument('--variants', nargs='+', required=True)
-    p.add_argument('--ratio', type=float, default=0.125)
-
-
-def variant_dir(args, style: str, variant: str) -> str:
-    """The folder holding a variant's ``seed<n>`` runs in the style's
-    sub-folder: ``quality.run_dir``'s layout (no ratio level for
-    ``fully_supervised``)."""
-    style_args = argparse.Namespace(out_dir=osp.join(args.out_dir, style))
-    return osp.dirname(run_dir(style_args, variant, args.ratio, 0))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -49,7 +49,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, osp.join(HERE, '..', 'benchmarks'))
 import false_lesions  # noqa: E402
 from _common import environment, read_json, table, write_json  # noqa: E402
-from pseudo_label_quality import add_study_args, variant_dir  # noqa: E402
+from _study import (add_study_args, mean_over_seeds, seed_runs,  # noqa: E402
+                    write_report)
 
 #: Per-run record kept in the run folder.
 RECORD = 'selection_signals_dev.json'
@@ -214,35 +215,23 @@ def summarise(args) -> Tuple[Dict[str, Dict[str, Dict[str, object]]],
     seeds whose run folder exists, and the seconds their records took."""
     out: Dict[str, Dict[str, Dict[str, object]]] = {}
     records_wall_s = 0.0
-    for style in args.styles:
-        for variant in args.variants:
-            per_seed = []
-            for seed in args.seeds:
-                run = osp.join(variant_dir(args, style, variant),
-                               f'seed{seed}')
-                if not osp.isdir(run):
-                    continue
-                record = run_record(run, args)
-                records_wall_s += float(record.get('wall_time_s') or 0.0)
-                probs = {v: np.asarray(record['probs'][v]) for v in VIEWS}
-                per_seed.append(precision_at_coverage(
-                    probs, np.asarray(record['gt_label']),
-                    args.coverage_threshold))
-            if not per_seed:
-                continue
-            means: Dict[str, object] = {}
-            for key in per_seed[0]:
-                values = [s[key] for s in per_seed if s[key] is not None]
-                means[key] = statistics.fmean(values) if values else None
-            for name in SIGNALS:
-                # gain paired per seed, over the seeds with a precision
-                gains = [s[f'precision.{name}'] -
-                         s['precision.confidence'] for s in per_seed
-                         if s['k']]
-                means[f'gain.{name}'] = (statistics.fmean(gains)
-                                         if gains else None)
-            means['seeds'] = len(per_seed)
-            out.setdefault(style, {})[variant] = means
+    for style, variant, runs in seed_runs(args):
+        per_seed = []
+        for run in runs:
+            record = run_record(run, args)
+            records_wall_s += float(record.get('wall_time_s') or 0.0)
+            probs = {v: np.asarray(record['probs'][v]) for v in VIEWS}
+            per_seed.append(precision_at_coverage(
+                probs, np.asarray(record['gt_label']),
+                args.coverage_threshold))
+        means = mean_over_seeds(per_seed)
+        for name in SIGNALS:
+            # gain paired per seed, over the seeds with a precision
+            gains = [s[f'precision.{name}'] - s['precision.confidence']
+                     for s in per_seed if s['k']]
+            means[f'gain.{name}'] = (statistics.fmean(gains)
+                                     if gains else None)
+        out.setdefault(style, {})[variant] = means
     return out, records_wall_s
 
 
@@ -321,15 +310,8 @@ def main(argv=None) -> int:
         raise SystemExit(f'no run of {args.variants} under {args.out_dir}')
     verdicts = gate(args, summary)
     md = markdown(args, summary, verdicts)
-    with open(args.out, 'w') as f:
-        f.write(md)
-    write_json(osp.splitext(args.out)[0] + '.json',
-               dict(study='selection_signals', args=vars(args),
-                    summary=summary, gate=verdicts,
-                    environment=environment(),
-                    wall_time_s=time.perf_counter() - start,
-                    records_wall_s=records_wall_s))
-    print(md)
+    write_report(args, 'selection_signals', md, start, summary=summary,
+                 gate=verdicts, records_wall_s=records_wall_s)
     return 0
 
 

@@ -26,6 +26,14 @@ LATE = 10**6  # after every ramp-up
 
 
 @pytest.fixture(scope='module')
+def spy(load_script):
+    """``spy(monkeypatch, obj, name)``: record (args, result) of every
+    call (the segmentor tests' helper)."""
+    return load_script(
+        'tests/models/segmentors/test_hermes_segmentor.py').spy
+
+
+@pytest.fixture(scope='module')
 def ic():
     import sys
     sys.path.insert(0, REPO)
@@ -154,21 +162,8 @@ def make_batch():
     return inputs, data_samples
 
 
-def spy(monkeypatch, obj, name):
-    calls = []
-    original = getattr(obj, name)
-
-    def wrapper(*args, **kwargs):
-        result = original(*args, **kwargs)
-        calls.append((args, result))
-        return result
-
-    monkeypatch.setattr(obj, name, wrapper)
-    return calls
-
-
 def test_keys_are_the_teachers_weak_views_queries_the_students_strong(
-        ic, monkeypatch):
+        ic, spy, monkeypatch):
     model = build(ic, cutmix_prob=0.0)
     pairs = spy(monkeypatch, model.inst_contrast, 'loss')
     forwards = spy(monkeypatch, model.student, 'forward_train')
@@ -203,7 +198,7 @@ def test_keys_are_the_teachers_weak_views_queries_the_students_strong(
 
 
 def test_mixed_rows_are_left_out_unless_an_unmixed_view_exists(
-        ic, monkeypatch):
+        ic, spy, monkeypatch):
     model = build(ic, cutmix_prob=1.0)  # every strong view is mixed
     pairs = spy(monkeypatch, model.inst_contrast, 'loss')
     losses = model.loss(*make_batch())
