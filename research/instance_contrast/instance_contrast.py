@@ -41,7 +41,10 @@ class InstanceContrastHead(BaseModule):
             (the query projector, trained).
         temperature (float): Softmax temperature. Defaults to 0.2.
         queue_size (int): Earlier keys kept as negatives (0: the batch's
-            other images only). Defaults to 256.
+            other images only). Under distributed training each process
+            keeps its own queue of its own keys (not gathered across
+            ranks, unlike ``DualThresholdSupConLoss``'s; research code).
+            Defaults to 256.
         key_momentum (float): EMA momentum of the key projector, updated
             from the query projector before each call. Defaults to 0.99.
         loss_name (str): Name of the logged loss. Defaults to 'loss_inst'.
