@@ -23,6 +23,19 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument('--ratio', type=float, default=0.125)
 
 
+def add_dev_set_args(p: argparse.ArgumentParser) -> None:
+    """The options of the scripts that run a checkpoint on its style's dev
+    set (:func:`load_run_model`)."""
+    import false_lesions
+
+    p.add_argument('--batch-size', type=int, default=8)
+    p.add_argument('--num', type=int, default=false_lesions.DEV_NUM,
+                   help='dev-set images generated per style')
+    p.add_argument('--cache-dir', default=None,
+                   help='where the dev sets are generated (default: '
+                   "false_lesions.py's)")
+
+
 def variant_dir(args, style: str, variant: str) -> str:
     """The folder holding a variant's ``seed<n>`` runs in the style's
     sub-folder: ``quality.run_dir``'s layout (no ratio level for
@@ -72,3 +85,35 @@ def write_report(args, study: str, md: str, start: float,
                     environment=environment(),
                     wall_time_s=time.perf_counter() - start))
     print(md)
+
+
+def require_finished(run: str) -> None:
+    """Stop unless ``quality.py`` finished ``run``: it writes
+    ``heldout_metrics.json`` once training has ended, so an interrupted
+    run's intermediate checkpoint is never measured."""
+    if not osp.exists(osp.join(run, 'heldout_metrics.json')):
+        raise SystemExit(f'{run}: not finished (no heldout_metrics.json)')
+
+
+def load_run_model(run: str, num: int, cache_dir: Optional[str] = None):
+    """``(model, cfg, config path, checkpoint path)`` of a run's last
+    checkpoint: the model in eval mode on the CPU, and its config with the
+    test set replaced by the dev set of the run's style
+    (``false_lesions.load_config``: ``num`` images, generator seed
+    ``false_lesions.DEV_SEED``)."""
+    from mmengine.registry import init_default_scope
+
+    import false_lesions
+    import hermes_mm  # noqa: F401
+    from hermes_mm.apis import HermesInferencer
+
+    with open(osp.join(run, 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+    config = osp.join(run, 'config.py')
+    init_default_scope('mmseg')
+    cfg = false_lesions.load_config(false_lesions.parse_args(
+        [config, checkpoint, '--num', str(num)] +
+        (['--cache-dir', cache_dir] if cache_dir else [])))
+    model = HermesInferencer(cfg, checkpoint, device='cpu',
+                             show_progress=False).model.eval()
+    return model, cfg, config, checkpoint

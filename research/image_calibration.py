@@ -40,8 +40,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, osp.join(HERE, '..', 'benchmarks'))
 import false_lesions  # noqa: E402
 from _common import read_json, table  # noqa: E402
-from _study import (add_study_args, mean_over_seeds, seed_runs,  # noqa: E402
-                    write_report)
+from _study import (add_study_args, mean_over_seeds,  # noqa: E402
+                    require_finished, seed_runs, write_report)
 
 #: Per-run record of ``false_lesions.py`` kept in the run folder.
 RECORD = 'false_lesions_dev.json'
@@ -113,11 +113,7 @@ def run_rows(run: str) -> Tuple[List[dict], float]:
     them, computed on first use from its config and last checkpoint."""
     path = osp.join(run, RECORD)
     if not osp.exists(path):
-        # quality.py writes the held-out metrics once training has ended,
-        # so an interrupted run's intermediate checkpoint is never used
-        if not osp.exists(osp.join(run, 'heldout_metrics.json')):
-            raise SystemExit(f'{run}: not finished (no '
-                             'heldout_metrics.json)')
+        require_finished(run)
         with open(osp.join(run, 'last_checkpoint')) as f:
             checkpoint = f.read().strip()
         config = osp.join(run, 'config.py')

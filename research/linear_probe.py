@@ -41,7 +41,9 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, osp.join(HERE, '..', 'benchmarks'))
 import false_lesions  # noqa: E402
 from _common import table  # noqa: E402
-from _study import (add_study_args, mean_over_seeds, seed_runs,  # noqa: E402
+from _study import (add_dev_set_args, add_study_args,  # noqa: E402
+                    load_run_model,
+                    mean_over_seeds, require_finished, seed_runs,
                     write_report)
 
 #: Per-run record kept in the run folder.
@@ -56,12 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--C', type=float, nargs='+', default=[0.01, 0.1, 1.0],
                    help='inverse regularisations of the probe (one probe '
                    'each)')
-    p.add_argument('--batch-size', type=int, default=8)
-    p.add_argument('--num', type=int, default=false_lesions.DEV_NUM,
-                   help='dev-set images generated per style')
-    p.add_argument('--cache-dir', default=None,
-                   help='where the dev sets are generated (default: '
-                   "false_lesions.py's)")
+    add_dev_set_args(p)
     p.add_argument('--out', required=True,
                    help='markdown report; the JSON goes beside it')
     return p.parse_args(argv)
@@ -71,22 +68,10 @@ def compute_record(run: str, args) -> Dict[str, np.ndarray]:
     """Classification vectors, head probabilities and labels of the run's
     last checkpoint on its style's dev set."""
     import torch
-    from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
 
-    import hermes_mm  # noqa: F401
-    from hermes_mm.apis import HermesInferencer
-
     start = time.perf_counter()
-    with open(osp.join(run, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
-    config = osp.join(run, 'config.py')
-    init_default_scope('mmseg')
-    cfg = false_lesions.load_config(false_lesions.parse_args(
-        [config, checkpoint, '--num', str(args.num)] +
-        (['--cache-dir', args.cache_dir] if args.cache_dir else [])))
-    model = HermesInferencer(cfg, checkpoint, device='cpu',
-                             show_progress=False).model.eval()
+    model, cfg, _, _ = load_run_model(run, args.num, args.cache_dir)
     # the network the model predicts with (Hermes: the teacher)
     net = getattr(model, 'predictor', model)
     feats: List[np.ndarray] = []
@@ -110,9 +95,7 @@ def run_record(run: str, args) -> Dict[str, np.ndarray]:
     run (``heldout_metrics.json`` exists)."""
     path = osp.join(run, RECORD)
     if not osp.exists(path):
-        if not osp.exists(osp.join(run, 'heldout_metrics.json')):
-            raise SystemExit(f'{run}: not finished (no '
-                             'heldout_metrics.json)')
+        require_finished(run)
         np.savez(path, **compute_record(run, args))
     with np.load(path) as record:
         return {k: record[k] for k in record.files}

@@ -49,7 +49,9 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, osp.join(HERE, '..', 'benchmarks'))
 import false_lesions  # noqa: E402
 from _common import environment, read_json, table, write_json  # noqa: E402
-from _study import (add_study_args, mean_over_seeds, seed_runs,  # noqa: E402
+from _study import (add_dev_set_args, add_study_args,  # noqa: E402
+                    load_run_model,
+                    mean_over_seeds, require_finished, seed_runs,
                     write_report)
 
 #: Per-run record kept in the run folder.
@@ -115,12 +117,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='the development styles the gate is judged on')
     p.add_argument('--gate-points', type=float, default=10.0)
     p.add_argument('--gate-min-styles', type=int, default=3)
-    p.add_argument('--batch-size', type=int, default=8)
-    p.add_argument('--num', type=int, default=false_lesions.DEV_NUM,
-                   help='dev-set images generated per style')
-    p.add_argument('--cache-dir', default=None,
-                   help='where the dev sets are generated (default: '
-                   "false_lesions.py's)")
+    add_dev_set_args(p)
     p.add_argument('--out', required=True,
                    help='markdown report; the JSON goes beside it')
     return p.parse_args(argv)
@@ -150,22 +147,11 @@ def compute_record(run: str, args) -> dict:
     """Class probabilities of the run's last checkpoint on its style's dev
     set, per view in :data:`VIEWS`."""
     import torch
-    from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
 
-    import hermes_mm  # noqa: F401
-    from hermes_mm.apis import HermesInferencer
-
     start = time.perf_counter()
-    with open(osp.join(run, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
-    config = osp.join(run, 'config.py')
-    init_default_scope('mmseg')
-    cfg = false_lesions.load_config(false_lesions.parse_args(
-        [config, checkpoint, '--num', str(args.num)] +
-        (['--cache-dir', args.cache_dir] if args.cache_dir else [])))
-    model = HermesInferencer(cfg, checkpoint, device='cpu',
-                             show_progress=False).model.eval()
+    model, cfg, config, checkpoint = load_run_model(run, args.num,
+                                                    args.cache_dir)
     if not (hasattr(model, 'teacher') and hasattr(model, 'student')):
         raise SystemExit(f'{run}: {type(model).__name__} has no teacher '
                          'and student to compare')
@@ -197,9 +183,7 @@ def run_record(run: str, args) -> dict:
     ended, so an interrupted run's checkpoint is never used)."""
     path = osp.join(run, RECORD)
     if not osp.exists(path):
-        if not osp.exists(osp.join(run, 'heldout_metrics.json')):
-            raise SystemExit(f'{run}: not finished (no '
-                             'heldout_metrics.json)')
+        require_finished(run)
         write_json(path, compute_record(run, args))
     record = read_json(path)
     missing = [v for v in VIEWS if v not in record.get('probs', {})]

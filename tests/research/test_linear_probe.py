@@ -6,18 +6,10 @@ import json
 import os
 import os.path as osp
 
-import mmengine.config.config as mmengine_config
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-
-from hermes_mm.registry import MODELS
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TINY_HERMES = osp.join(REPO, 'tests', 'apis', 'configs', 'tiny_hermes.py')
 
 
 @pytest.fixture(scope='module')
@@ -102,26 +94,9 @@ def test_unfinished_run_is_refused(lp, tmp_path):
                  str(tmp_path / 'lp.md')])
 
 
-def test_features_are_the_teachers(lp, tmp_path, monkeypatch):
-    monkeypatch.setattr(mmengine_config, 'FormatCode',
-                        lambda text, **kwargs: (text, False))
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(TINY_HERMES).model)
-    model.init_weights()
-    with torch.no_grad():  # a teacher that differs from its student
-        for p in model.teacher.module.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    run = osp.join(str(tmp_path), 'crowded', 'runs', 'hermes', 'r0.125',
-                   'seed0')
-    os.makedirs(run)
+def test_features_are_the_teachers(lp, tmp_path, tiny_hermes_run):
+    run, model = tiny_hermes_run
     ckpt = osp.join(run, 'iter_2.pth')
-    torch.save(dict(state_dict=model.state_dict()), ckpt)
-    for name, text in (('last_checkpoint', ckpt),
-                       ('config.py', f'_base_ = {TINY_HERMES!r}\n'),
-                       ('heldout_metrics.json', '{}')):
-        with open(osp.join(run, name), 'w') as f:
-            f.write(text)
     cache = str(tmp_path / 'cache')
     args = lp.parse_args([
         '--out-dir', str(tmp_path), '--styles', 'crowded', '--variants',

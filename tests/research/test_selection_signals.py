@@ -7,18 +7,10 @@ import json
 import os
 import os.path as osp
 
-import mmengine.config.config as mmengine_config
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-
-from hermes_mm.registry import MODELS
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TINY_HERMES = osp.join(REPO, 'tests', 'apis', 'configs', 'tiny_hermes.py')
 
 
 @pytest.fixture(scope='module')
@@ -202,27 +194,9 @@ def test_clear_errors(sig, tmp_path):
 
 
 def test_views_come_from_the_right_network_and_input(sig, tmp_path,
-                                                     monkeypatch):
-    monkeypatch.setattr(mmengine_config, 'FormatCode',
-                        lambda text, **kwargs: (text, False))
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(TINY_HERMES).model)
-    model.init_weights()
-    with torch.no_grad():  # a teacher that differs from its student
-        for p in model.teacher.module.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    run = osp.join(str(tmp_path), 'crowded', 'runs', 'hermes', 'r0.125',
-                   'seed0')
-    os.makedirs(run)
+                                                     tiny_hermes_run):
+    run, model = tiny_hermes_run
     ckpt = osp.join(run, 'iter_2.pth')
-    torch.save(dict(state_dict=model.state_dict()), ckpt)
-    with open(osp.join(run, 'last_checkpoint'), 'w') as f:
-        f.write(ckpt)
-    with open(osp.join(run, 'config.py'), 'w') as f:
-        f.write(f'_base_ = {TINY_HERMES!r}\n')
-    with open(osp.join(run, 'heldout_metrics.json'), 'w') as f:
-        json.dump({}, f)
     cache = str(tmp_path / 'cache')
     args = sig.parse_args([
         '--out-dir', str(tmp_path), '--styles', 'crowded', '--variants',
