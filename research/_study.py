@@ -95,6 +95,12 @@ def require_finished(run: str) -> None:
         raise SystemExit(f'{run}: not finished (no heldout_metrics.json)')
 
 
+def last_checkpoint(run: str) -> str:
+    """The path MMEngine's ``last_checkpoint`` file of ``run`` names."""
+    with open(osp.join(run, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
 def load_run_model(run: str, num: int, cache_dir: Optional[str] = None):
     """``(model, cfg, config path, checkpoint path)`` of a run's last
     checkpoint: the model in eval mode on the CPU, and its config with the
@@ -107,8 +113,7 @@ def load_run_model(run: str, num: int, cache_dir: Optional[str] = None):
     import hermes_mm  # noqa: F401
     from hermes_mm.apis import HermesInferencer
 
-    with open(osp.join(run, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
+    checkpoint = last_checkpoint(run)
     config = osp.join(run, 'config.py')
     init_default_scope('mmseg')
     cfg = false_lesions.load_config(false_lesions.parse_args(

@@ -40,8 +40,9 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, osp.join(HERE, '..', 'benchmarks'))
 import false_lesions  # noqa: E402
 from _common import read_json, table  # noqa: E402
-from _study import (add_study_args, mean_over_seeds,  # noqa: E402
-                    require_finished, seed_runs, write_report)
+from _study import (add_study_args, last_checkpoint,  # noqa: E402
+                    mean_over_seeds, require_finished, seed_runs,
+                    write_report)
 
 #: Per-run record of ``false_lesions.py`` kept in the run folder.
 RECORD = 'false_lesions_dev.json'
@@ -114,8 +115,7 @@ def run_rows(run: str) -> Tuple[List[dict], float]:
     path = osp.join(run, RECORD)
     if not osp.exists(path):
         require_finished(run)
-        with open(osp.join(run, 'last_checkpoint')) as f:
-            checkpoint = f.read().strip()
+        checkpoint = last_checkpoint(run)
         config = osp.join(run, 'config.py')
         false_lesions.main([config, checkpoint, '--out', path] +
                            supervised_thresholds(config))

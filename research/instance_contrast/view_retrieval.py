@@ -29,9 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..',
-                            'benchmarks'))
+HERE = osp.dirname(osp.abspath(__file__))
+sys.path.insert(0, osp.join(HERE, '..'))
+sys.path.insert(0, osp.join(HERE, '..', '..', 'benchmarks'))
 from _common import environment, table, write_json  # noqa: E402
+from _study import last_checkpoint  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,8 +78,7 @@ def view_vectors(run: str, num: int, seed: int):
 
     init_default_scope('mmseg')
     cfg = Config.fromfile(osp.join(run, 'config.py'))
-    with open(osp.join(run, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
+    checkpoint = last_checkpoint(run)
     model = HermesInferencer(cfg, checkpoint, device='cpu',
                              show_progress=False).model.eval()
     unlabelled = [d for d in cfg.train_dataloader.dataset.datasets

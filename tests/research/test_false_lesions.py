@@ -4,13 +4,8 @@ generated dev set (thresholds from the model, JSON written)."""
 import json
 import os.path as osp
 
-import mmengine.config.config as mmengine_config
 import pytest
-import torch
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
-from hermes_mm.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_HERMES = osp.join(REPO, 'tests', 'apis', 'configs', 'tiny_hermes.py')
@@ -75,15 +70,9 @@ def test_summary_by_hand(bench):
     assert s['accuracy_pct'] == pytest.approx(500 / 6)  # row 0 is wrong
 
 
-def test_end_to_end_tiny_hermes(bench, tmp_path, monkeypatch):
-    monkeypatch.setattr(mmengine_config, 'FormatCode',
-                        lambda text, **kwargs: (text, False))
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(TINY_HERMES).model)
-    model.init_weights()
-    ckpt = str(tmp_path / 'tiny.pth')
-    torch.save(dict(state_dict=model.state_dict()), ckpt)
+def test_end_to_end_tiny_hermes(bench, tmp_path, tiny_hermes_run):
+    run, model = tiny_hermes_run
+    ckpt = osp.join(run, 'iter_2.pth')
     out = str(tmp_path / 'fl.json')
     record = bench.main([
         TINY_HERMES, ckpt, '--num', '12', '--cache-dir',
