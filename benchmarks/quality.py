@@ -34,7 +34,11 @@ Every run's config is generated (``<run>/config.py``: the chosen config with
 seed, label ratio, data root and -- with ``--iters`` -- the schedule
 rescaled), so the exact settings are on disk next to the results. Runs whose
 metrics exist are skipped (resumable); an interrupted training resumes from
-its last checkpoint.
+its last checkpoint. Work dirs are git-ignored and a new machine starts
+without them: with ``--ledger DIR`` every finished run's record (metrics,
+held-out metrics, commands, wall times, validation curve; a few kB) is also
+written to ``DIR``, meant to be committed, and a run found there counts as
+done, so a long study goes on where it stopped on another machine.
 
 Examples::
 
@@ -210,6 +214,13 @@ def parse_args(argv=None):
                    help='write configs and print commands, run nothing')
     p.add_argument('--report-only', action='store_true',
                    help='only aggregate existing runs (table, plots)')
+    p.add_argument('--ledger', default=None,
+                   help='folder of finished-run records to keep in git '
+                   '(one small JSON per run: the run record, its test '
+                   'metrics and validation curve, no checkpoint). Every '
+                   'finished run is written there; a run with a ledger '
+                   'record counts as done even when its work dir is gone, '
+                   'so a study survives a new machine')
     args = p.parse_args(argv)
     args.variant_configs = parse_variant_configs(p, args.variant_config)
     preset = QUICK if args.quick else FULL
@@ -230,6 +241,8 @@ def parse_args(argv=None):
                                 ('_quick' if args.quick else ''))
     args.out_dir = osp.abspath(args.out_dir)
     args.cache_dir = osp.abspath(args.cache_dir)
+    if args.ledger is not None:
+        args.ledger = osp.abspath(args.ledger)
     from hermes_mm.datasets.synthetic import STYLES
     if args.style not in STYLES:
         p.error(f'--style must be one of {sorted(STYLES)}, got '
@@ -283,6 +296,68 @@ def run_dir(args, variant: str, ratio: float, seed: int) -> str:
         return osp.join(args.out_dir, 'runs', variant, f'seed{seed}')
     return osp.join(args.out_dir, 'runs', variant, f'r{ratio_tag(ratio)}',
                     f'seed{seed}')
+
+
+def ledger_path(args, variant: str, ratio: float,
+                seed: int) -> Optional[str]:
+    """Where ``--ledger`` keeps a run's record (None without a ledger):
+    the run dir's path below ``OUT_DIR/runs``, as one JSON file."""
+    if args.ledger is None:
+        return None
+    rel = osp.relpath(run_dir(args, variant, ratio, seed),
+                      osp.join(args.out_dir, 'runs'))
+    return osp.join(args.ledger, rel + '.json')
+
+
+def check_settings(args, record: Dict[str, Any], where: str) -> None:
+    """Refuse a finished run made with another schedule or checkpoint
+    rule than this invocation asks for."""
+    if ('requested_iters' in record and
+            record['requested_iters'] != args.iters) or (
+                args.iters and record.get('max_iters') != args.iters) or \
+            record.get('checkpoint_rule', args.checkpoint) != \
+            args.checkpoint:
+        raise SystemExit(
+            f'{where} holds a run with --iters '
+            f'{record.get("requested_iters", record.get("max_iters"))} / '
+            f'--checkpoint '
+            f'{record.get("checkpoint_rule")}; use another --out-dir '
+            '(or --ledger) for other settings')
+
+
+def write_ledger(args, record: Dict[str, Any]) -> None:
+    """Keep a finished run in ``--ledger``: its record plus its validation
+    curve (``val_curve``: [[iteration, value], ...] of ``val_key``), so
+    the tables and learning curves can be rebuilt without the work dir."""
+    path = ledger_path(args, record['variant'], record['ratio'],
+                       record['seed'])
+    if path is None or record.get('status') != 'ok' or args.dry_run:
+        return
+    entry = dict(record)
+    rows = read_scalars(record['work_dir'])
+    if rows:
+        entry['val_curve'] = [list(p) for p in zip(
+            *curve(rows, val_key(record)))]
+    write_json(path, entry)
+
+
+def read_ledger(args, variant: str, ratio: float,
+                seed: int) -> Optional[Dict[str, Any]]:
+    """A finished run's ledger record, or None."""
+    path = ledger_path(args, variant, ratio, seed)
+    if path is None or not osp.exists(path):
+        return None
+    record = read_json(path)
+    if record.get('status') != 'ok':
+        return None
+    check_settings(args, record, path)
+    facts = dict(num=args.heldout_num, generator_seed=args.heldout_seed)
+    if args.heldout_num and record.get('heldout') != facts:
+        raise SystemExit(
+            f'{path} was tested on the held-out set {record.get("heldout")}, '
+            f'not {facts}, and holds no checkpoint to test again; use '
+            'another --ledger or the same --heldout-num/--heldout-seed')
+    return record
 
 
 def iter_datasets(cfg):
@@ -528,23 +603,21 @@ def one_run(args, variant: str, ratio: float, seed: int) -> dict:
     metrics_path = osp.join(wd, 'metrics.json')
     if osp.exists(record_path) and osp.exists(metrics_path):
         record = read_json(record_path)
-        if ('requested_iters' in record and
-                record['requested_iters'] != args.iters) or (
-                    args.iters and record.get('max_iters') != args.iters) or \
-                record.get('checkpoint_rule', args.checkpoint) != \
-                args.checkpoint:
-            raise SystemExit(
-                f'{wd} holds a run with --iters '
-                f'{record.get("requested_iters", record.get("max_iters"))} / '
-                f'--checkpoint '
-                f'{record.get("checkpoint_rule")}; use another --out-dir '
-                'for other settings')
+        check_settings(args, record, wd)
         if record.get('status') == 'ok':
             print(f'  skip (done): {wd}', flush=True)
             heldout_test(args, record, osp.join(wd, 'benchmark.log'))
             if not args.dry_run:
                 write_json(record_path, record)
+                write_ledger(args, record)
             return record
+    elif not osp.exists(osp.join(wd, 'last_checkpoint')):
+        # No work dir (a new machine), no training to resume: the ledger's
+        # record is the run.
+        kept = read_ledger(args, variant, ratio, seed)
+        if kept is not None:
+            print(f'  skip (in the ledger): {wd}', flush=True)
+            return kept
     os.makedirs(wd, exist_ok=True)
     cfg_path = osp.join(wd, 'config.py')
     data_args: List[str] = []
@@ -609,6 +682,7 @@ def one_run(args, variant: str, ratio: float, seed: int) -> dict:
         record.update(status='ok', metrics=read_json(metrics_path))
         heldout_test(args, record, log_path)
     write_json(record_path, record)
+    write_ledger(args, record)
     return record
 
 
@@ -847,6 +921,8 @@ def plots(args, records: List[dict]) -> List[str]:
             color = f'C{i % 10}'
             for j, r in enumerate(v for v in runs if v['variant'] == variant):
                 steps, vals = curve(read_scalars(r['work_dir']), val_key(r))
+                if not steps and r.get('val_curve'):
+                    steps, vals = map(list, zip(*r['val_curve']))
                 if steps:
                     ax.plot(steps, vals, '-o', ms=3, color=color, alpha=0.8,
                             label=variant if j == 0 else None)
@@ -939,7 +1015,9 @@ def run_plan(args, plan: List[Tuple[str, float, int]]) -> List[dict]:
         print(tag, flush=True)
         if args.report_only:
             path = osp.join(run_dir(args, variant, ratio, seed), 'run.json')
-            return read_json(path) if osp.exists(path) else None
+            if osp.exists(path):
+                return read_json(path)
+            return read_ledger(args, variant, ratio, seed)
         rec = one_run(args, variant, ratio, seed)
         if rec.get('train_wall_s') is not None:
             print(f'  {tag} {rec["status"]}: train '

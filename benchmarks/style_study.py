@@ -96,6 +96,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--jobs', type=int, default=1,
                    help='runs at the same time within a style (quality.py '
                    '--jobs)')
+    p.add_argument('--ledger', default=None,
+                   help='quality.py --ledger LEDGER/<style>: finished-run '
+                   'records to commit, so the study survives a new machine')
     p.add_argument('--dry-run', action='store_true',
                    help='print the quality.py commands only')
     args = p.parse_args(argv)
@@ -117,6 +120,8 @@ def quality_cmd(args, style: str, report_only: bool) -> List[str]:
         cmd += ['--variant-config'] + list(args.variant_config)
     if args.jobs > 1 and not report_only:
         cmd += ['--jobs', str(args.jobs)]
+    if args.ledger:
+        cmd += ['--ledger', osp.join(osp.abspath(args.ledger), style)]
     return cmd + (['--report-only'] if report_only else [])
 
 

@@ -250,3 +250,60 @@ def test_schedule_rescaled_and_too_short_a_schedule_named(quality,
         osp.join(quality.REPO_ROOT, 'configs/demo/hermes_synthetic.py'))
     with pytest.raises(SystemExit, match='--iters 5 is too short.*LinearLR'):
         quality.rescale_schedule(short, 5, 1)
+
+
+def test_ledger_keeps_finished_runs_when_the_work_dir_is_gone(
+        quality, tmp_path, monkeypatch):
+    """--ledger: a finished run's record (with its validation curve) is
+    written there; on a machine without the work dir the run counts as
+    done (nothing trains) and --report-only reads it; a ledger record of
+    another schedule is refused, not reused."""
+    import json
+    import shutil
+    argv = ['--cache-dir', str(tmp_path), '--out-dir',
+            str(tmp_path / 'out'), '--ledger', str(tmp_path / 'ledger'),
+            '--seeds', '0', '--ratios', '0.125', '--variants', 'hermes',
+            '--iters', '40', '--heldout-num', '0']
+    args = quality.parse_args(argv)
+    wd = quality.run_dir(args, 'hermes', 0.125, 0)
+    record = dict(variant='hermes', ratio=0.125, seed=0, work_dir=wd,
+                  status='ok', requested_iters=40, max_iters=40,
+                  checkpoint_rule='last', ratio_independent=False,
+                  teacher_student=True, metrics={'seg/dice': 70.0})
+    quality.write_json(osp.join(wd, 'run.json'), record)
+    quality.write_json(osp.join(wd, 'metrics.json'), record['metrics'])
+    vis = tmp_path / 'out' / 'runs' / 'hermes' / 'r0.125' / 'seed0' / \
+        '20260101_000000' / 'vis_data'
+    vis.mkdir(parents=True)
+    (vis / 'scalars.json').write_text(
+        json.dumps({'step': 20, 'teacher/seg/dice': 50.0}) + '\n' +
+        json.dumps({'step': 40, 'teacher/seg/dice': 60.0}) + '\n')
+
+    def no_training(*a, **k):
+        raise AssertionError('a finished run must not train again')
+
+    monkeypatch.setattr(quality, 'run_cmd', no_training)
+    assert quality.one_run(args, 'hermes', 0.125, 0)['status'] == 'ok'
+    path = tmp_path / 'ledger' / 'hermes' / 'r0.125' / 'seed0.json'
+    kept = quality.read_json(str(path))
+    assert kept['metrics'] == {'seg/dice': 70.0}
+    assert kept['val_curve'] == [[20, 50.0], [40, 60.0]]
+
+    shutil.rmtree(tmp_path / 'out')  # a new machine
+    assert quality.one_run(args, 'hermes', 0.125, 0)['metrics'] == \
+        {'seg/dice': 70.0}
+    assert not osp.exists(wd)
+    args.report_only = True
+    plan = quality.planned_runs(args)
+    assert [r['seed'] for r in quality.run_plan(args, plan)] == [0]
+    (tmp_path / 'out').mkdir()  # as main() does
+    assert quality.plots(args, quality.run_plan(args, plan))
+
+    other = quality.parse_args(argv[:-4] + ['--iters', '80',
+                                            '--heldout-num', '0'])
+    with pytest.raises(SystemExit, match='--iters 40'):
+        quality.one_run(other, 'hermes', 0.125, 0)
+    # without --ledger nothing is read from it
+    plain = quality.parse_args(argv[:4] + argv[6:])
+    plain.report_only = True
+    assert quality.run_plan(plain, plan) == []

@@ -46,6 +46,12 @@ def test_commands_one_per_style(study, tmp_path):
     args.jobs = 2
     cmd = study.quality_cmd(args, 'crowded', False)
     assert cmd[cmd.index('--jobs') + 1] == '2'
+    assert '--ledger' not in cmd
+    args.ledger = str(tmp_path / 'ledger')
+    for report_only in (False, True):  # the report reads the ledger too
+        cmd = study.quality_cmd(args, 'crowded', report_only)
+        assert cmd[cmd.index('--ledger') + 1] == str(tmp_path / 'ledger' /
+                                                     'crowded')
 
 
 def test_report_pairs_seeds_and_computes_gap(study, tmp_path):
