@@ -87,7 +87,8 @@ def test_oracle_needs_hidden_annotations(oracle_module):
 
 @pytest.mark.parametrize('name,images,pixels',
                          [('hermes_oracle_images.py', True, False),
-                          ('hermes_oracle_pixels.py', False, True)])
+                          ('hermes_oracle_pixels.py', False, True),
+                          ('hermes_oracle_both.py', True, True)])
 def test_research_configs_build_the_oracle_in_hermes(oracle_module, name,
                                                      images, pixels):
     cfg = Config.fromfile(osp.join(CONFIGS, name))
@@ -109,3 +110,45 @@ def test_research_configs_build_the_oracle_in_hermes(oracle_module, name,
                       oracle_module.OraclePseudoLabeler)
     assert (model.pseudo_labeler.oracle_images,
             model.pseudo_labeler.oracle_pixels) == (images, pixels)
+
+
+def _diff(a, b, prefix=''):
+    """Dotted keys where two config dicts differ (lists compared whole)."""
+    keys = set(a) | set(b)
+    out = []
+    for k in sorted(keys):
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _diff(x, y, f'{prefix}{k}.')
+        elif x != y:
+            out.append(f'{prefix}{k}')
+    return out
+
+
+def test_path_probes_change_only_their_own_element():
+    """The path probes of amendment 25 are oracle_both plus exactly one
+    change: the joint BN forward, or the strong view made the weak one
+    (no photometric transform, no CutMix) with the labelled dataset and
+    the unlabelled geometry untouched."""
+    both = Config.fromfile(osp.join(CONFIGS, 'hermes_oracle_both.py'))
+    joint = Config.fromfile(
+        osp.join(CONFIGS, 'hermes_oracle_both_joint_bn.py'))
+    assert _diff(joint.to_dict(), both.to_dict()) == [
+        'model.joint_student_forward']
+    assert joint.model.joint_student_forward is True
+
+    mild = Config.fromfile(
+        osp.join(CONFIGS, 'hermes_oracle_both_mild_views.py'))
+    assert _diff(mild.to_dict(), both.to_dict()) == [
+        'model.cutmix_prob', 'train_dataloader.dataset.datasets']
+    assert mild.model.cutmix_prob == 0.0
+    ours = mild.train_dataloader.dataset.datasets
+    theirs = both.train_dataloader.dataset.datasets
+    assert ours[0] == theirs[0]
+    assert {k for k in ours[1] if ours[1][k] != theirs[1][k]} == {
+        'pipeline'}
+    assert ours[1].pipeline[:-1] == theirs[1].pipeline[:-1]
+    branch = ours[1].pipeline[-1]
+    assert branch.unsup_strong == branch.unsup_weak == [
+        dict(type='PackMultiTaskInputs')]
+    assert theirs[1].pipeline[-1].unsup_strong != branch.unsup_strong
