@@ -112,35 +112,25 @@ def test_research_configs_build_the_oracle_in_hermes(oracle_module, name,
             model.pseudo_labeler.oracle_pixels) == (images, pixels)
 
 
-def _diff(a, b, prefix=''):
-    """Dotted keys where two config dicts differ (lists compared whole)."""
-    keys = set(a) | set(b)
-    out = []
-    for k in sorted(keys):
-        x, y = a.get(k), b.get(k)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += _diff(x, y, f'{prefix}{k}.')
-        elif x != y:
-            out.append(f'{prefix}{k}')
-    return out
-
-
-def test_path_probes_change_only_their_own_element():
+def test_path_probes_change_only_their_own_element(config_diff):
     """The path probes of amendment 25 are oracle_both plus exactly one
     change: the joint BN forward, or the strong view made the weak one
     (no photometric transform, no CutMix) with the labelled dataset and
     the unlabelled geometry untouched."""
+    rel = 'research/oracle_labels/configs/'
+    assert config_diff(rel + 'hermes_oracle_both_joint_bn.py',
+                       rel + 'hermes_oracle_both.py') == [
+                           'model.joint_student_forward']
+    assert config_diff(rel + 'hermes_oracle_both_mild_views.py',
+                       rel + 'hermes_oracle_both.py') == [
+                           'model.cutmix_prob',
+                           'train_dataloader.dataset.datasets']
     both = Config.fromfile(osp.join(CONFIGS, 'hermes_oracle_both.py'))
     joint = Config.fromfile(
         osp.join(CONFIGS, 'hermes_oracle_both_joint_bn.py'))
-    assert _diff(joint.to_dict(), both.to_dict()) == [
-        'model.joint_student_forward']
     assert joint.model.joint_student_forward is True
-
     mild = Config.fromfile(
         osp.join(CONFIGS, 'hermes_oracle_both_mild_views.py'))
-    assert _diff(mild.to_dict(), both.to_dict()) == [
-        'model.cutmix_prob', 'train_dataloader.dataset.datasets']
     assert mild.model.cutmix_prob == 0.0
     ours = mild.train_dataloader.dataset.datasets
     theirs = both.train_dataloader.dataset.datasets

@@ -1,44 +1,12 @@
 # hermes_oracle_both.py with the strong view made the weak one (no colour
 # jitter, blur, speckle noise or CutOut) and no CutMix: how much do the
 # strong perturbations cost the unlabelled path when its labels are right?
-_base_ = './hermes_oracle_both.py'
+# (research/path_candidates/configs/hermes_mild_views.py with the oracle.)
+_base_ = '../../path_candidates/configs/hermes_mild_views.py'
 
-model = dict(cutmix_prob=0.0)
-train_dataloader = dict(
-    dataset=dict(datasets=[
-        dict(
-            type='SyntheticBUSIDataset',
-            data_root={{_base_.data_root}},
-            subset='labeled',
-            pipeline={{_base_.sup_pipeline}},
-            num={{_base_.synthetic.num}},
-            generator_seed={{_base_.synthetic.generator_seed}},
-            labeled_ratio={{_base_.synthetic.labeled_ratio}},
-            split_seed={{_base_.synthetic.split_seed}}),
-        dict(
-            type='SyntheticBUSIDataset',
-            data_root={{_base_.data_root}},
-            subset='unlabeled',
-            pipeline=[
-                dict(type='LoadImageAsStored'),
-                dict(type='LoadMultiTaskAnnotations', hidden=True),
-                # the geometry of _base_/datasets/synthetic_busi_semi.py
-                dict(
-                    type='RandomResize',
-                    scale={{_base_.crop_size}},
-                    ratio_range=(0.8, 1.25),
-                    keep_ratio=True),
-                dict(type='RandomCrop', crop_size={{_base_.crop_size}},
-                     cat_max_ratio=1.0),
-                dict(type='RandomFlip', prob=0.5),
-                dict(
-                    type='MultiBranch',
-                    branch_field={{_base_.branch_field}},
-                    unsup_weak=[dict(type='PackMultiTaskInputs')],
-                    unsup_strong=[dict(type='PackMultiTaskInputs')]),
-            ],
-            num={{_base_.synthetic.num}},
-            generator_seed={{_base_.synthetic.generator_seed}},
-            labeled_ratio={{_base_.synthetic.labeled_ratio}},
-            split_seed={{_base_.synthetic.split_seed}}),
-    ]))
+custom_imports = dict(
+    imports=['hermes_mm', 'research.oracle_labels.oracle_labeler'],
+    allow_failed_imports=False)
+model = dict(
+    pseudo_labeler=dict(
+        type='OraclePseudoLabeler', oracle_images=True, oracle_pixels=True))
