@@ -331,7 +331,7 @@ def write_ledger(args, record: Dict[str, Any]) -> None:
     the tables and learning curves can be rebuilt without the work dir."""
     path = ledger_path(args, record['variant'], record['ratio'],
                        record['seed'])
-    if path is None or record.get('status') != 'ok' or args.dry_run:
+    if path is None or record.get('status') != 'ok':
         return
     entry = dict(record)
     rows = read_scalars(record['work_dir'])
@@ -351,7 +351,7 @@ def read_ledger(args, variant: str, ratio: float,
     if record.get('status') != 'ok':
         return None
     check_settings(args, record, path)
-    facts = dict(num=args.heldout_num, generator_seed=args.heldout_seed)
+    facts = heldout_facts(args)
     if args.heldout_num and record.get('heldout') != facts:
         raise SystemExit(
             f'{path} was tested on the held-out set {record.get("heldout")}, '
@@ -563,11 +563,17 @@ def heldout_options(args) -> List[str]:
     return ['--cfg-options'] + [f'{k}={v}' for k, v in overrides.items()]
 
 
+def heldout_facts(args) -> Dict[str, int]:
+    """What a record's ``heldout`` entry says of the held-out set it was
+    tested on (compared before a record is reused)."""
+    return dict(num=args.heldout_num, generator_seed=args.heldout_seed)
+
+
 def heldout_test(args, record: Dict[str, Any], log_path: str) -> None:
     """Test ``record``'s checkpoint on the held-out set (in place)."""
     if not args.heldout_num or record.get('status') != 'ok':
         return
-    facts = dict(num=args.heldout_num, generator_seed=args.heldout_seed)
+    facts = heldout_facts(args)
     if record.get('heldout') == facts and 'heldout_metrics' in record:
         return
     wd = record['work_dir']
