@@ -15,29 +15,6 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_HERMES = osp.join(REPO, 'tests', 'apis', 'configs', 'tiny_hermes.py')
 
 
-def _config_diff(a, b, prefix=''):
-    keys = set(a) | set(b)
-    out = []
-    for k in sorted(keys):
-        x, y = a.get(k), b.get(k)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += _config_diff(x, y, f'{prefix}{k}.')
-        elif x != y:
-            out.append(f'{prefix}{k}')
-    return out
-
-
-@pytest.fixture
-def config_diff():
-    """``diff(a, b)``: the sorted dotted keys where two config files'
-    dicts differ (lists compared whole), given paths relative to the
-    repository root."""
-    def diff(a: str, b: str):
-        return _config_diff(Config.fromfile(osp.join(REPO, a)).to_dict(),
-                            Config.fromfile(osp.join(REPO, b)).to_dict())
-    return diff
-
-
 @pytest.fixture
 def tiny_hermes_run(tmp_path, monkeypatch):
     """``(run folder, model)``: a finished ``quality.py``-style run of the

@@ -112,19 +112,20 @@ def test_research_configs_build_the_oracle_in_hermes(oracle_module, name,
             model.pseudo_labeler.oracle_pixels) == (images, pixels)
 
 
-def test_path_probes_change_only_their_own_element(config_diff):
+def test_path_probes_change_only_their_own_element():
     """The path probes of amendment 25 are oracle_both plus exactly one
     change: the joint BN forward, or the strong view made the weak one
     (no photometric transform, no CutMix) with the labelled dataset and
     the unlabelled geometry untouched."""
-    rel = 'research/oracle_labels/configs/'
-    assert config_diff(rel + 'hermes_oracle_both_joint_bn.py',
-                       rel + 'hermes_oracle_both.py') == [
-                           'model.joint_student_forward']
-    assert config_diff(rel + 'hermes_oracle_both_mild_views.py',
-                       rel + 'hermes_oracle_both.py') == [
-                           'model.cutmix_prob',
-                           'train_dataloader.dataset.datasets']
+    from tests.test_configs import assert_changes_exactly
+    rel = '../research/oracle_labels/configs/'  # from configs/
+    assert_changes_exactly(rel + 'hermes_oracle_both_joint_bn.py',
+                           rel + 'hermes_oracle_both.py',
+                           ['model.joint_student_forward'])
+    assert_changes_exactly(rel + 'hermes_oracle_both_mild_views.py',
+                           rel + 'hermes_oracle_both.py',
+                           ['model.cutmix_prob',
+                            'train_dataloader.dataset.datasets'])
     both = Config.fromfile(osp.join(CONFIGS, 'hermes_oracle_both.py'))
     joint = Config.fromfile(
         osp.join(CONFIGS, 'hermes_oracle_both_joint_bn.py'))
