@@ -1,6 +1,7 @@
 """research/path_candidates: each candidate is shipped Hermes with exactly
 the path element that amendment 25's oracle probe changed (the probes
-themselves: ``test_oracle_labels.py``), and builds."""
+themselves: ``test_oracle_labels.py``), and builds; the joint-forward
+control of amendment 27 is the twin plus that element alone."""
 import os.path as osp
 
 import pytest
@@ -11,6 +12,7 @@ from hermes_mm.registry import MODELS
 from tests.test_configs import CONFIG_DIR, assert_changes_exactly
 
 SHIPPED = 'demo/hermes_synthetic.py'  # from configs/
+TWIN = 'demo/baselines/hermes_unlabelled_off_synthetic.py'
 CANDIDATES = '../research/path_candidates/configs/'
 
 
@@ -27,3 +29,17 @@ def test_candidate_is_shipped_hermes_plus_the_probed_element(name, changed):
     assert model.joint_student_forward is (name == 'hermes_joint_bn.py')
     assert model.cutmix_prob == (0.0 if name == 'hermes_mild_views.py'
                                  else 0.5)
+
+
+def test_joint_forward_control_is_the_twin_plus_the_joint_forward():
+    name = CANDIDATES + 'hermes_joint_bn_unlabelled_off.py'
+    assert_changes_exactly(name, TWIN, ['model.joint_student_forward'])
+    # and differs from joint_bn by the unlabelled weights alone
+    assert_changes_exactly(
+        name, CANDIDATES + 'hermes_joint_bn.py',
+        ['model.unsup_weight', 'model.contrast_weight',
+         'model.consistency_weight'])
+    init_default_scope('mmseg')
+    model = MODELS.build(
+        Config.fromfile(osp.join(CONFIG_DIR, name)).model)
+    assert model.joint_student_forward is True
