@@ -11,6 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from hermes_mm.registry import MODELS
+from tests.test_configs import assert_changes_exactly
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 CONFIGS = osp.join(REPO, 'research', 'oracle_labels', 'configs')
@@ -117,7 +118,6 @@ def test_path_probes_change_only_their_own_element():
     change: the joint BN forward, or the strong view made the weak one
     (no photometric transform, no CutMix) with the labelled dataset and
     the unlabelled geometry untouched."""
-    from tests.test_configs import assert_changes_exactly
     rel = '../research/oracle_labels/configs/'  # from configs/
     assert_changes_exactly(rel + 'hermes_oracle_both_joint_bn.py',
                            rel + 'hermes_oracle_both.py',
