@@ -10,6 +10,19 @@ diagnostic logged in each of the 20 iterations is compared. The run uses
 iteration, CutMix on, real data pipeline, Runner and hooks), one intra-op
 thread and MMEngine's fixed seed, so it is deterministic on one machine.
 
+Across machines it is not bit-exact: another CPU sums float32 in another
+order (other SIMD kernels), and 20 optimiser steps amplify those last-bit
+differences. Measured on an AMD EPYC machine against the reference (recorded
+on an earlier session's machine): relative differences of at most 1.2e-7 in
+iterations 1-2 and up to 2.0e-3 by iteration 20 (``con.loss_con_img``); a
+mutant that detaches the image-contrast projector's input (same values at
+iteration 1, other gradients) differs by 5.5e-2 at iteration 2.
+So the first ``EXACT_ITERS`` iterations (the forward of the initial weights
+and of the weights after one step: any change to what is computed or to its
+gradient shows there) are compared at rounding tolerance, and the whole
+trace at ``DRIFT_RTOL``, which a drift of 2e-3 passes and a changed loss
+term, view or weight does not.
+
 A method change that is meant to change training re-records the reference::
 
     python tests/models/segmentors/test_loss_trace.py --record
@@ -40,6 +53,10 @@ PREFIXES = ('loss', 'sup.', 'unsup.', 'con.', 'ict.', 'zone.', 'thr.',
 # evaluated in another order; anything a wiring change would cause is orders
 # of magnitude larger.
 RTOL, ATOL = 1e-5, 1e-6
+EXACT_ITERS = 2
+# Later iterations: rounding differences grown by training on another CPU
+# (2.0e-3 measured, see the module docstring), with a factor 5 of headroom.
+DRIFT_RTOL, DRIFT_ATOL = 1e-2, 1e-4
 
 
 def run_trace(work_dir: str) -> dict:
@@ -98,12 +115,21 @@ def test_twenty_iterations_match_the_reference(tmp_path):
     for name, expected in reference.items():
         got = trace[name]
         assert len(got) == len(expected), name
+        got = torch.tensor(got, dtype=torch.float64)
+        expected = torch.tensor(expected, dtype=torch.float64)
         torch.testing.assert_close(
-            torch.tensor(got, dtype=torch.float64),
-            torch.tensor(expected, dtype=torch.float64),
+            got[:EXACT_ITERS],
+            expected[:EXACT_ITERS],
             rtol=RTOL,
             atol=ATOL,
-            msg=lambda m, name=name: f'{name}: {m}')
+            msg=lambda m, name=name: f'{name}, first {EXACT_ITERS} '
+            f'iterations: {m}')
+        torch.testing.assert_close(
+            got,
+            expected,
+            rtol=DRIFT_RTOL,
+            atol=DRIFT_ATOL,
+            msg=lambda m, name=name: f'{name}, all iterations: {m}')
 
 
 if __name__ == '__main__':
