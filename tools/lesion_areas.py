@@ -12,7 +12,7 @@ sets ``--scale`` x the smallest as ``min_lesion_area`` for tools/test.py or
 train.py. The default scale 0.5 leaves a margin for lesions smaller than
 any labelled one and for a model that predicts a lesion in pieces: on the
 600-iteration demo checkpoint, 1 x the smallest cut the test Dice from 79.1
-to 64.9 while 0.5 x gave 79.6 (README "Results"). When the data has a
+to 64.9 while 0.5 x gave 79.6 (README "Train and test"). When the data has a
 lesion-free class (BUSI: normal), it also prints the
 ``test_cfg.lesion_classes`` option that lets the filtered mask decide lesion
 vs lesion-free (:func:`hermes_mm.models.utils.mask_decides_lesion`).
