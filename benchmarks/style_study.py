@@ -100,7 +100,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='quality.py --ledger LEDGER/<style>: finished-run '
                    'records to commit, so the study survives a new machine')
     p.add_argument('--dry-run', action='store_true',
-                   help='print the quality.py commands only')
+                   help='run each style\'s quality.py --dry-run: it trains '
+                   'nothing and prints, per run, "skip" (in the out dir or '
+                   'the ledger) or the command still to run; no report')
     args = p.parse_args(argv)
     args.out_dir = osp.abspath(args.out_dir)
     if args.report is None:
@@ -122,6 +124,8 @@ def quality_cmd(args, style: str, report_only: bool) -> List[str]:
         cmd += ['--jobs', str(args.jobs)]
     if args.ledger:
         cmd += ['--ledger', osp.join(osp.abspath(args.ledger), style)]
+    if args.dry_run and not report_only:
+        cmd.append('--dry-run')
     return cmd + (['--report-only'] if report_only else [])
 
 
@@ -306,15 +310,13 @@ def main(argv=None) -> int:
     for style in args.styles:
         cmd = quality_cmd(args, style, args.report_only)
         print('$ ' + ' '.join(cmd), flush=True)
-        if args.dry_run:
-            continue
         if args.report_only and not osp.isdir(osp.join(args.out_dir,
                                                        style)):
             continue
         if subprocess.run(cmd, cwd=REPO_ROOT).returncode != 0:
             failed.append(style)
     if args.dry_run:
-        return 0
+        return 1 if failed else 0
     summaries = {s: style_summary(args, s) for s in args.styles}
     md = markdown(args, summaries, HELDOUT_STYLE)
     os.makedirs(osp.dirname(osp.abspath(args.report)), exist_ok=True)

@@ -176,3 +176,30 @@ def test_gap_from_any_reference_and_false_lesions_measured_down(
     assert cells[:4] == ['hermes', 'twin', 'development styles',
                          '25% (1 style)']
     assert cells[-2:] == ['25% (1 style)', '10% (1 style)']
+
+
+def test_dry_run_reaches_each_quality_run_and_writes_no_report(
+        study, tmp_path, monkeypatch):
+    """--dry-run is passed on to every style's quality.py (which then lists,
+    per run, "skip (in the ledger)" or the command still to run and trains
+    nothing); the study writes no report, and a failing style still fails
+    the study."""
+    argv = ['--styles', 'crowded', HELDOUT_STYLE, '--seeds', '0',
+            '--out-dir', str(tmp_path), '--ledger', str(tmp_path / 'led')]
+    assert '--dry-run' not in study.quality_cmd(study.parse_args(argv),
+                                                'crowded', False)
+    calls, codes = [], []
+
+    def fake_run(cmd, cwd):
+        calls.append(cmd)
+        return type('Done', (), {'returncode': codes.pop(0)})()
+
+    monkeypatch.setattr(study.subprocess, 'run', fake_run)
+    codes[:] = [0, 0]
+    assert study.main(argv + ['--dry-run']) == 0
+    assert [c[c.index('--style') + 1] for c in calls] == ['crowded',
+                                                          HELDOUT_STYLE]
+    assert all(c.count('--dry-run') == 1 for c in calls)
+    assert not (tmp_path / 'style_study.md').exists()
+    codes[:] = [0, 3]
+    assert study.main(argv + ['--dry-run']) == 1
