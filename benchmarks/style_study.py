@@ -124,7 +124,7 @@ def quality_cmd(args, style: str, report_only: bool) -> List[str]:
         cmd += ['--jobs', str(args.jobs)]
     if args.ledger:
         cmd += ['--ledger', osp.join(osp.abspath(args.ledger), style)]
-    if args.dry_run and not report_only:
+    if args.dry_run:  # quality.py then writes nothing, --report-only too
         cmd.append('--dry-run')
     return cmd + (['--report-only'] if report_only else [])
 
@@ -315,18 +315,17 @@ def main(argv=None) -> int:
             continue
         if subprocess.run(cmd, cwd=REPO_ROOT).returncode != 0:
             failed.append(style)
-    if args.dry_run:
-        return 1 if failed else 0
-    summaries = {s: style_summary(args, s) for s in args.styles}
-    md = markdown(args, summaries, HELDOUT_STYLE)
-    os.makedirs(osp.dirname(osp.abspath(args.report)), exist_ok=True)
-    with open(args.report, 'w') as f:
-        f.write(md + '\n')
-    write_json(osp.splitext(args.report)[0] + '.json',
-               dict(benchmark='style_study', args=vars(args),
-                    heldout_style=HELDOUT_STYLE, styles=summaries,
-                    wall_time_s=time.perf_counter() - t0))
-    print('\n' + md)
+    if not args.dry_run:
+        summaries = {s: style_summary(args, s) for s in args.styles}
+        md = markdown(args, summaries, HELDOUT_STYLE)
+        os.makedirs(osp.dirname(osp.abspath(args.report)), exist_ok=True)
+        with open(args.report, 'w') as f:
+            f.write(md + '\n')
+        write_json(osp.splitext(args.report)[0] + '.json',
+                   dict(benchmark='style_study', args=vars(args),
+                        heldout_style=HELDOUT_STYLE, styles=summaries,
+                        wall_time_s=time.perf_counter() - t0))
+        print('\n' + md)
     if failed:
         print(f'quality.py failed for styles {failed}', file=sys.stderr)
     return 1 if failed else 0

@@ -192,7 +192,7 @@ def test_dry_run_reaches_each_quality_run_and_writes_no_report(
 
     def fake_run(cmd, cwd):
         calls.append(cmd)
-        return type('Done', (), {'returncode': codes.pop(0)})()
+        return study.subprocess.CompletedProcess(cmd, codes.pop(0))
 
     monkeypatch.setattr(study.subprocess, 'run', fake_run)
     codes[:] = [0, 0]
@@ -203,3 +203,5 @@ def test_dry_run_reaches_each_quality_run_and_writes_no_report(
     assert not (tmp_path / 'style_study.md').exists()
     codes[:] = [0, 3]
     assert study.main(argv + ['--dry-run']) == 1
+    dry = study.parse_args(argv + ['--dry-run'])  # --report-only writes
+    assert '--dry-run' in study.quality_cmd(dry, 'crowded', True)  # nothing
