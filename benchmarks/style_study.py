@@ -110,8 +110,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def quality_cmd(args, style: str, report_only: bool) -> List[str]:
-    """The ``quality.py`` command of one style."""
+def quality_cmd(args, style: str) -> List[str]:
+    """The ``quality.py`` command of one style (``args`` from
+    :func:`parse_args`; ``args.report_only`` and ``args.dry_run`` are passed
+    on)."""
     cmd = [sys.executable, osp.join(REPO_ROOT, 'benchmarks', 'quality.py'),
            '--style', style, '--iters', str(args.iters), '--val-points',
            str(args.val_points), '--ratios', str(args.ratio), '--seeds'] + [
@@ -120,13 +122,13 @@ def quality_cmd(args, style: str, report_only: bool) -> List[str]:
                                                            style)]
     if args.variant_config:
         cmd += ['--variant-config'] + list(args.variant_config)
-    if args.jobs > 1 and not report_only:
+    if args.jobs > 1 and not args.report_only:
         cmd += ['--jobs', str(args.jobs)]
     if args.ledger:
         cmd += ['--ledger', osp.join(osp.abspath(args.ledger), style)]
     if args.dry_run:  # quality.py then writes nothing, --report-only too
         cmd.append('--dry-run')
-    return cmd + (['--report-only'] if report_only else [])
+    return cmd + (['--report-only'] if args.report_only else [])
 
 
 def per_seed(records: List[dict], variant: str,
@@ -308,7 +310,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     failed = []
     for style in args.styles:
-        cmd = quality_cmd(args, style, args.report_only)
+        cmd = quality_cmd(args, style)
         print('$ ' + ' '.join(cmd), flush=True)
         if args.report_only and not osp.isdir(osp.join(args.out_dir,
                                                        style)):

@@ -2,6 +2,7 @@
 from each style's quality.py ``results.json`` (paired differences, gap
 recovered, held-out style marked), and every style gets its own
 ``quality.py --style`` command."""
+import argparse
 import json
 import os.path as osp
 
@@ -32,24 +33,30 @@ def _write(root, style, records):
         json.dump(dict(runs=records), f)
 
 
+def _report_only(args):
+    """A copy of ``args`` with ``--report-only`` on."""
+    return argparse.Namespace(**{**vars(args), 'report_only': True})
+
+
 def test_commands_one_per_style(study, tmp_path):
     args = study.parse_args(['--styles', 'crowded', HELDOUT_STYLE,
                              '--seeds', '0', '1', '--out-dir',
                              str(tmp_path)])
-    cmd = study.quality_cmd(args, 'crowded', False)
+    cmd = study.quality_cmd(args, 'crowded')
     assert cmd[cmd.index('--style') + 1] == 'crowded'
     assert cmd[cmd.index('--out-dir') + 1] == str(tmp_path / 'crowded')
     assert cmd[cmd.index('--seeds') + 1:cmd.index('--seeds') + 3] == \
         ['0', '1']
-    assert '--report-only' in study.quality_cmd(args, 'crowded', True)
+    assert '--report-only' in study.quality_cmd(_report_only(args),
+                                                'crowded')
     assert '--jobs' not in cmd
     args.jobs = 2
-    cmd = study.quality_cmd(args, 'crowded', False)
+    cmd = study.quality_cmd(args, 'crowded')
     assert cmd[cmd.index('--jobs') + 1] == '2'
     assert '--ledger' not in cmd
     args.ledger = str(tmp_path / 'ledger')
-    for report_only in (False, True):  # the report reads the ledger too
-        cmd = study.quality_cmd(args, 'crowded', report_only)
+    for a in (args, _report_only(args)):  # the report reads the ledger too
+        cmd = study.quality_cmd(a, 'crowded')
         assert cmd[cmd.index('--ledger') + 1] == str(tmp_path / 'ledger' /
                                                      'crowded')
 
@@ -132,7 +139,7 @@ def test_variant_config_passed_on_and_missing_keys_skipped(study, tmp_path):
                              '--variants', 'hermes', 'mine',
                              '--variant-config', 'mine=/x/mine.py',
                              '--out-dir', str(tmp_path)])
-    cmd = study.quality_cmd(args, 'crowded', False)
+    cmd = study.quality_cmd(args, 'crowded')
     assert cmd[cmd.index('--variant-config') + 1] == 'mine=/x/mine.py'
     ours = {0: {'seg/recall': 50.0}, 1: {}}
     ref = {0: {'seg/recall': 40.0}, 1: {'seg/recall': 30.0}}
@@ -187,7 +194,7 @@ def test_dry_run_reaches_each_quality_run_and_writes_no_report(
     argv = ['--styles', 'crowded', HELDOUT_STYLE, '--seeds', '0',
             '--out-dir', str(tmp_path), '--ledger', str(tmp_path / 'led')]
     assert '--dry-run' not in study.quality_cmd(study.parse_args(argv),
-                                                'crowded', False)
+                                                'crowded')
     calls, codes = [], []
 
     def fake_run(cmd, cwd):
@@ -203,5 +210,6 @@ def test_dry_run_reaches_each_quality_run_and_writes_no_report(
     assert not (tmp_path / 'style_study.md').exists()
     codes[:] = [0, 3]
     assert study.main(argv + ['--dry-run']) == 1
-    dry = study.parse_args(argv + ['--dry-run'])  # --report-only writes
-    assert '--dry-run' in study.quality_cmd(dry, 'crowded', True)  # nothing
+    # quality.py --dry-run writes nothing in --report-only mode either
+    dry = study.parse_args(argv + ['--dry-run', '--report-only'])
+    assert '--dry-run' in study.quality_cmd(dry, 'crowded')
