@@ -304,6 +304,16 @@ def markdown(args, summaries: Dict[str, Any], heldout: str) -> str:
     return '\n'.join(lines)
 
 
+def has_records(args, style: str) -> bool:
+    """Whether ``--report-only`` has anything to read for ``style``: its
+    out dir, or its ``--ledger`` folder (a new machine has only the
+    ledger)."""
+    dirs = [osp.join(args.out_dir, style)]
+    if args.ledger:
+        dirs.append(osp.join(args.ledger, style))
+    return any(osp.isdir(d) for d in dirs)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from hermes_mm.datasets.synthetic import HELDOUT_STYLE
@@ -312,8 +322,7 @@ def main(argv=None) -> int:
     for style in args.styles:
         cmd = quality_cmd(args, style)
         print('$ ' + ' '.join(cmd), flush=True)
-        if args.report_only and not osp.isdir(osp.join(args.out_dir,
-                                                       style)):
+        if args.report_only and not has_records(args, style):
             continue
         if subprocess.run(cmd, cwd=REPO_ROOT).returncode != 0:
             failed.append(style)

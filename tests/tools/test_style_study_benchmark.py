@@ -213,3 +213,26 @@ def test_dry_run_reaches_each_quality_run_and_writes_no_report(
     # quality.py --dry-run writes nothing in --report-only mode either
     dry = study.parse_args(argv + ['--dry-run', '--report-only'])
     assert '--dry-run' in study.quality_cmd(dry, 'crowded')
+
+
+def test_report_only_reads_a_style_held_only_in_the_ledger(
+        study, tmp_path, monkeypatch):
+    """On a new machine the out dir is empty and the committed ledger holds
+    the runs: --report-only must still call quality.py for every style the
+    ledger has (and skip only styles with neither)."""
+    ledger = tmp_path / 'led'
+    (ledger / 'crowded').mkdir(parents=True)
+    argv = ['--styles', 'crowded', 'speckle', '--seeds', '0', '--out-dir',
+            str(tmp_path / 'runs'), '--ledger', str(ledger), '--report-only',
+            '--report', str(tmp_path / 'report.md')]
+    calls = []
+
+    def fake_run(cmd, cwd):
+        calls.append(cmd)
+        return study.subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(study.subprocess, 'run', fake_run)
+    assert study.main(argv) == 0
+    assert [c[c.index('--style') + 1] for c in calls] == ['crowded']
+    assert calls[0][calls[0].index('--ledger') + 1] == str(ledger / 'crowded')
+    assert (tmp_path / 'report.md').exists()
