@@ -104,6 +104,9 @@ VARIANTS: Dict[str, Tuple[str, str]] = {
     'hermes_safety_net': (
         'configs/demo/variants/hermes_synthetic_safety_net.py',
         'configs/variants/hermes_busi_safety_net.py'),
+    'hermes_separate_forward': (
+        'configs/demo/variants/hermes_synthetic_separate_forward.py',
+        'configs/variants/hermes_busi_separate_forward.py'),
     'hermes_unmixed_view': (
         'configs/demo/variants/hermes_synthetic_unmixed_view.py',
         'configs/variants/hermes_busi_unmixed_view.py'),

@@ -354,13 +354,16 @@ def test_matched_and_ema_supervised_baselines(matched, ema, reference,
 ])
 def test_unlabelled_off_twin_changes_only_the_weights(twin, hermes):
     """Hermes's supervised twin differs from Hermes only in the three
-    unlabelled weights, each 0: same data, sampler, heads and draws."""
+    unlabelled weights, each 0, and in its two student forwards (no strong
+    view in its BN batch: amendment 28, the twin is the supervised
+    learner): same data, sampler, heads and draws."""
     assert changed_keys(twin, hermes) == {
         'model.unsup_weight.value', 'model.contrast_weight.value',
-        'model.consistency_weight.value'}
+        'model.consistency_weight.value', 'model.joint_student_forward'}
     model = load(twin).model
     for key in ('unsup_weight', 'contrast_weight', 'consistency_weight'):
         assert model[key].value == 0.0
+    assert model.joint_student_forward is False
 
 
 @pytest.mark.parametrize('guarded, hermes', [
@@ -400,6 +403,26 @@ def test_lesion_share_gate_on_in_every_hermes_config_but_mean_teacher(name):
 def test_unmixed_view_variant_changes_only_that_switch(variant, hermes):
     assert_changes_exactly(variant, hermes, ['model.unmixed_image_view'])
     assert load(variant).model.unmixed_image_view is True
+
+
+@pytest.mark.parametrize('config', [
+    osp.join('demo', 'hermes_synthetic.py'), 'hermes_busi.py',
+    'hermes_tn3k.py'])
+def test_shipped_hermes_shares_one_student_forward(config):
+    """Issue 20, amendment 26 stage 2: one student forward over labelled
+    images and strong views is the default."""
+    assert load(config).model.joint_student_forward is True
+
+
+@pytest.mark.parametrize('variant, hermes', [
+    (osp.join('demo', 'variants', 'hermes_synthetic_separate_forward.py'),
+     osp.join('demo', 'hermes_synthetic.py')),
+    (osp.join('variants', 'hermes_busi_separate_forward.py'),
+     'hermes_busi.py'),
+])
+def test_separate_forward_variant_changes_only_that_switch(variant, hermes):
+    assert_changes_exactly(variant, hermes, ['model.joint_student_forward'])
+    assert load(variant).model.joint_student_forward is False
 
 
 BALANCING = ('min_high', 'ratio', 'histogram_bins')

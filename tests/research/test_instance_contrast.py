@@ -166,7 +166,8 @@ def test_keys_are_the_teachers_weak_views_queries_the_students_strong(
         ic, spy, monkeypatch):
     model = build(ic, cutmix_prob=0.0)
     pairs = spy(monkeypatch, model.inst_contrast, 'loss')
-    forwards = spy(monkeypatch, model.student, 'forward_train')
+    # (labelled, strong views) -> their outputs, joint forward or not
+    forwards = spy(monkeypatch, model, 'student_forward')
     inputs, data_samples = make_batch()
     losses = model.loss(inputs, data_samples)
     (query, key), term = pairs[0]
@@ -178,16 +179,13 @@ def test_keys_are_the_teachers_weak_views_queries_the_students_strong(
             inputs['unsup_strong']).task_feats
     torch.testing.assert_close(key, on_weak.cls_vec)
     assert not torch.allclose(key, on_strong.cls_vec, atol=1e-4)
-    # queries: the student's forward over the strong views, same rows
-    strong_calls = [(x, out) for (x, *_), out in forwards
-                    if x.shape[0] == 3 and torch.equal(
-                        x, inputs['unsup_strong'])]
-    assert len(strong_calls) == 1
-    torch.testing.assert_close(query, strong_calls[0][1].task_feats.cls_vec)
-    sup_call = [out for (x, *_), out in forwards
-                if torch.equal(x, inputs['sup'])]
+    # queries: the student's outputs on the strong views, same rows
+    ((sup_x, strong_x), (_, strong_out)), = forwards
+    assert torch.equal(strong_x, inputs['unsup_strong'])
+    torch.testing.assert_close(query, strong_out.task_feats.cls_vec)
     assert not torch.allclose(query, on_strong.cls_vec, atol=1e-4)
-    assert sup_call  # the labelled images are not the queries (2 rows)
+    # the labelled images are not the queries
+    assert torch.equal(sup_x, inputs['sup'])
     # the term, weighted by the contrast ramp, is in the losses
     weight = model.loss_weights()['con']
     assert weight > 0
@@ -207,14 +205,15 @@ def test_mixed_rows_are_left_out_unless_an_unmixed_view_exists(
     assert losses['con.loss_inst'].item() == 0.0
     model = build(ic, cutmix_prob=1.0, unmixed_image_view=True)
     pairs = spy(monkeypatch, model.inst_contrast, 'loss')
-    forwards = spy(monkeypatch, model.student, 'forward_train')
+    forwards = spy(monkeypatch, model, 'student_forward')
     inputs, data_samples = make_batch()
     model.loss(inputs, data_samples)
     (query, key), _ = pairs[0]
     assert query.shape[0] == 3
     # the unmixed views are appended after the mixed ones in the strong
-    # forward: rows 3-5 of that call, i.e. the strong inputs as given
-    (x, *_), out = next((c for c in forwards if c[0][0].shape[0] == 6))
+    # views: rows 3-5, i.e. the strong inputs as given
+    ((_, x), (_, out)), = forwards
+    assert x.shape[0] == 6
     torch.testing.assert_close(x[3:], inputs['unsup_strong'])
     torch.testing.assert_close(query, out.task_feats.cls_vec[3:])
 

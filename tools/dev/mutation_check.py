@@ -116,16 +116,27 @@ MUTANTS: List[Mutant] = [
            'cls_zones.negative_classes & usable[:, None]',
            'cls_zones.negative_classes & usable[:, None] & False',
            (T_WIRING, )),
-    # --- warm-up: unlabelled views must not touch the supervised path ----
+    # --- warm-up: the step is the (joint or labelled-only) supervised step
     Mutant('strong_views_update_bn_running_stats', SEGMENTOR,
            '            with frozen_bn_running_stats(self.student):\n'
            '                unsup_out = self.student.forward_train(strong_x)',
            '            if True:\n'
            '                unsup_out = self.student.forward_train(strong_x)',
            (T_WARMUP, )),
-    Mutant('joint_student_forward_by_default', SEGMENTOR,
-           '                 joint_student_forward: bool = False,',
+    Mutant('separate_student_forward_by_default', SEGMENTOR,
            '                 joint_student_forward: bool = True,',
+           '                 joint_student_forward: bool = False,',
+           (T_WARMUP, )),
+    Mutant('student_forwards_weak_views', SEGMENTOR,
+           '            sup_x, strong_x, plain_x, mixed)',
+           '            sup_x, weak_x, plain_x, mixed)',
+           (T_WARMUP, )),
+    Mutant('joint_forward_keeps_bn_running_stats', SEGMENTOR,
+           '            outputs = self.student.forward_train(torch.cat('
+           '[sup_x, strong_x]))',
+           '            with frozen_bn_running_stats(self.student):\n'
+           '                outputs = self.student.forward_train('
+           'torch.cat([sup_x, strong_x]))',
            (T_WARMUP, )),
     Mutant('teacher_warmup_copy_dropped', TEACHER,
            'if iteration is not None and iteration < warmup_iters:',

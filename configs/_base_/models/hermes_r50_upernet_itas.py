@@ -104,6 +104,13 @@ model = dict(
             detach='seg')),
     lesion_index=1,
     cutmix_prob=0.5,
+    # One student forward over labelled images and strong views: BN batch
+    # and running statistics from both. Adopted on 2026-12-07 by issue 20's
+    # pre-registered 2400-iteration test (amendment 26 stage 2 of
+    # benchmarks/results/PREREGISTRATION_styles.md); False: two forwards,
+    # BN running statistics from labelled images only (the supervised
+    # twin's path, configs/*/baselines/hermes_unlabelled_off_*.py).
+    joint_student_forward=True,
     # Do-no-harm guard (issue 20): while the teacher's reliable lesion
     # pseudo-labels hold less than a quarter of the labelled lesion share
     # (a teacher that has not found the lesion yet), the pixel pseudo-label

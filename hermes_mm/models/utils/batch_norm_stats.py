@@ -12,6 +12,9 @@ warm-up's learning of the lesion (validation lesion Dice 0.0 and 7.5 at
 iteration 200 against 30.9 and 41.6 with two forwards); re-estimating the
 running statistics alone did not undo it, so the batch statistics during
 training are what mattered (``research/warmup_collapse/README.md``).
+Hermes uses it with ``joint_student_forward=False`` (the supervised
+twin's path); its default is the joint forward again, which issue 20's
+2400-iteration test adopted (``docs/method.md`` section 2).
 """
 from contextlib import contextmanager
 from typing import Iterator

@@ -1,10 +1,12 @@
-# Shipped Hermes (configs/demo/hermes_synthetic.py) with the strong view
-# made the weak one (no colour jitter, blur, speckle noise or CutOut; the
-# geometry stays shared) and no CutMix. Candidate of
+# Hermes as shipped until 2026-12-07 (two student forwards,
+# configs/demo/variants/hermes_synthetic_separate_forward.py, the path it
+# was measured on) with the strong view made the weak one (no colour
+# jitter, blur, speckle noise or CutOut; the geometry stays shared) and no
+# CutMix. Candidate of
 # research/path_candidates/README.md: with perfect pseudo-labels the strong
 # perturbations cost lesion Dice and accuracy (amendment 25 of
 # benchmarks/results/PREREGISTRATION_styles.md).
-_base_ = '../../../configs/demo/hermes_synthetic.py'
+_base_ = '../../../configs/demo/variants/hermes_synthetic_separate_forward.py'  # noqa: E501
 
 model = dict(cutmix_prob=0.0)
 train_dataloader = dict(

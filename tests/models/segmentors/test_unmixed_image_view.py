@@ -23,7 +23,9 @@ def _run(model, monkeypatch, cutmix_prob):
     batch = make_batch()
     patch_teacher(monkeypatch, model)
     monkeypatch.setattr(model, 'cutmix_prob', cutmix_prob)
-    forwards = spy(monkeypatch, model.student, 'forward_train')
+    # student_forward gets (labelled, strong views) whether the student
+    # forwards them jointly (default) or separately
+    forwards = spy(monkeypatch, model, 'student_forward')
     seg_calls = spy(monkeypatch, model.student, 'seg_losses')
     contrast = spy(monkeypatch, model.img_contrast, 'loss')
     selections = spy(monkeypatch, model.pseudo_labeler, 'forward')
@@ -36,10 +38,9 @@ def test_mixed_images_are_classified_on_their_unmixed_strong_view(
     batch, losses, forwards, seg_calls, contrast, selections = _run(
         model, monkeypatch, cutmix_prob=1.0)
     strong = batch[0]['unsup_strong']
-    # labelled forward, then mixed views followed by the unmixed views
-    (sup_args, _), (unsup_args, unsup_out) = forwards
-    assert sup_args[0].shape[0] == B_L
-    views = unsup_args[0]
+    # labelled images; mixed views followed by the unmixed views
+    ((sup_x, views), (_, unsup_out)), = forwards
+    assert sup_x.shape[0] == B_L
     assert views.shape[0] == 2 * B_U
     assert not torch.equal(views[:B_U], strong)  # every view was mixed
     assert torch.equal(views[B_U:], strong)  # the same views, unpasted
@@ -69,8 +70,8 @@ def test_mixed_images_are_classified_on_their_unmixed_strong_view(
 def test_unmixed_images_need_no_extra_forward(model, monkeypatch):
     batch, losses, forwards, _, contrast, _ = _run(model, monkeypatch,
                                                    cutmix_prob=0.0)
-    (_, _), (unsup_args, unsup_out) = forwards
-    assert torch.equal(unsup_args[0], batch[0]['unsup_strong'])
+    ((_, views), (_, unsup_out)), = forwards
+    assert torch.equal(views, batch[0]['unsup_strong'])
     expected = F.cross_entropy(unsup_out.cls_logits[:1],
                                torch.tensor([0])) / B_U
     assert torch.allclose(losses['unsup.cls.loss_cls'], expected, atol=1e-6)
@@ -83,8 +84,8 @@ def test_off_by_default_mixed_images_have_no_image_signal(monkeypatch):
     assert model.unmixed_image_view is False
     _, losses, forwards, _, _, selections = _run(model, monkeypatch,
                                                  cutmix_prob=1.0)
-    (_, _), (unsup_args, _) = forwards
-    assert unsup_args[0].shape[0] == B_U  # no extra view
+    ((_, views), _), = forwards
+    assert views.shape[0] == B_U  # no extra view
     (_, pseudo), = selections
     assert pseudo.cls_usable.tolist() == [False, False]
     assert float(losses['unsup.cls.loss_cls']) == 0.0
