@@ -110,6 +110,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def style_ledger(args, style: str) -> Optional[str]:
+    """``style``'s folder of ``--ledger`` (None without a ledger)."""
+    return osp.join(osp.abspath(args.ledger), style) if args.ledger else None
+
+
 def quality_cmd(args, style: str) -> List[str]:
     """The ``quality.py`` command of one style (``args`` from
     :func:`parse_args`; ``args.report_only`` and ``args.dry_run`` are passed
@@ -125,7 +130,7 @@ def quality_cmd(args, style: str) -> List[str]:
     if args.jobs > 1 and not args.report_only:
         cmd += ['--jobs', str(args.jobs)]
     if args.ledger:
-        cmd += ['--ledger', osp.join(osp.abspath(args.ledger), style)]
+        cmd += ['--ledger', style_ledger(args, style)]
     if args.dry_run:  # quality.py then writes nothing, --report-only too
         cmd.append('--dry-run')
     return cmd + (['--report-only'] if args.report_only else [])
@@ -308,10 +313,8 @@ def has_records(args, style: str) -> bool:
     """Whether ``--report-only`` has anything to read for ``style``: its
     out dir, or its ``--ledger`` folder (a new machine has only the
     ledger)."""
-    dirs = [osp.join(args.out_dir, style)]
-    if args.ledger:
-        dirs.append(osp.join(args.ledger, style))
-    return any(osp.isdir(d) for d in dirs)
+    dirs = [osp.join(args.out_dir, style), style_ledger(args, style)]
+    return any(d is not None and osp.isdir(d) for d in dirs)
 
 
 def main(argv=None) -> int:
