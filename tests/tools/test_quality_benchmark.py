@@ -176,6 +176,19 @@ def test_every_built_in_variant_names_existing_configs(quality):
         'configs/variants/hermes_busi_class_dice.py')
 
 
+def test_benchmarks_readme_lists_every_built_in_variant(quality):
+    """The README's list of ``quality.py``'s default variants is what users
+    read instead of ``--help``; a variant added to the table must be there.
+    """
+    with open(osp.join(quality.REPO_ROOT, 'benchmarks', 'README.md')) as f:
+        text = f.read()
+    start = text.index('(default all:')
+    listed = text[start:text.index(') it\nwrites a config', start)]
+    missing = [name for name in quality.VARIANTS
+               if f'`{name}`' not in listed]
+    assert not missing, f'benchmarks/README.md does not list {missing}'
+
+
 def test_jobs_run_side_by_side_and_keep_plan_order(quality, tmp_path,
                                                    monkeypatch):
     """--jobs 2 runs two runs at the same time (a barrier that two
