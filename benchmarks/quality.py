@@ -369,6 +369,10 @@ def iter_datasets(cfg):
         yield ds
 
 
+#: the loss ramp-ups (``RampSchedule``) of a Hermes-family model config
+RAMP_KEYS = ('unsup_weight', 'contrast_weight', 'consistency_weight')
+
+
 def rescale_schedule(cfg, iters: int, val_points: Optional[int]) -> dict:
     """Shorten/lengthen the schedule to ``iters``; everything measured in
     iterations (LR scheduler bounds, loss ramp-ups, threshold warm-ups)
@@ -395,20 +399,25 @@ def rescale_schedule(cfg, iters: int, val_points: Optional[int]) -> dict:
                     f'rescaled from {old} iterations, an empty range; use '
                     'more iterations')
     model = cfg.model
-    if model.get('type') == 'HermesSegmentor':
-        for key in ('unsup_weight', 'contrast_weight', 'consistency_weight'):
-            ramp = model.get(key)
-            if ramp:
-                for sub in ('start', 'length'):
-                    if sub in ramp:
-                        ramp[sub] = max(scale(ramp[sub]), 1 if sub ==
-                                        'length' else 0)
-        labeler = model.get('pseudo_labeler') or {}
-        for key in ('seg_threshold', 'cls_threshold'):
-            policy = labeler.get(key) or {}
-            for sub in ('warmup_iters', 'ramp_iters'):
-                if sub in policy:
-                    policy[sub] = scale(policy[sub])
+    # Every ramp and threshold schedule the model config has, whatever its
+    # type: a subclass of HermesSegmentor (research/*/configs) inherits
+    # them and needs them rescaled as much as Hermes does. (Until
+    # 2026-12-07 this was keyed on type == 'HermesSegmentor', so the
+    # subclasses kept the 600-iteration ramps: amendment 32 of
+    # benchmarks/results/PREREGISTRATION_styles.md.)
+    for key in RAMP_KEYS:
+        ramp = model.get(key)
+        if ramp:
+            for sub in ('start', 'length'):
+                if sub in ramp:
+                    ramp[sub] = max(scale(ramp[sub]),
+                                    1 if sub == 'length' else 0)
+    labeler = model.get('pseudo_labeler') or {}
+    for key in ('seg_threshold', 'cls_threshold'):
+        policy = labeler.get(key) or {}
+        for sub in ('warmup_iters', 'ramp_iters'):
+            if sub in policy:
+                policy[sub] = scale(policy[sub])
     for hook in cfg.get('custom_hooks') or []:
         for sub in ('precision_window', 'no_pair_warning_iters',
                     'begin_iter'):
@@ -424,6 +433,28 @@ def rescale_schedule(cfg, iters: int, val_points: Optional[int]) -> dict:
     return dict(factor=factor, max_iters=iters,
                 val_interval=cfg.train_cfg.val_interval,
                 log_interval=hooks.logger.interval)
+
+
+def is_teacher_student(cfg) -> bool:
+    """Whether ``cfg.model`` is :class:`HermesSegmentor` or a subclass
+    (e.g. a ``research/*/configs`` variant), resolved through the registry
+    after the config's ``custom_imports`` (which need the repository root
+    on ``PYTHONPATH`` for ``research.*`` modules)."""
+    from mmengine.utils import import_modules_from_strings
+
+    from hermes_mm.models.segmentors import HermesSegmentor
+    from hermes_mm.registry import MODELS
+    imports = cfg.get('custom_imports')
+    if imports:
+        try:
+            import_modules_from_strings(**imports)
+        except ImportError as err:
+            raise SystemExit(
+                f'custom_imports {imports.get("imports")} of the config '
+                f'failed ({err}); research configs need the repository '
+                'root on the path: PYTHONPATH=. python benchmarks/...')
+    cls = MODELS.get(cfg.model.get('type'))
+    return isinstance(cls, type) and issubclass(cls, HermesSegmentor)
 
 
 def make_config(args, variant: str, ratio: float, seed: int,
@@ -475,7 +506,7 @@ def make_config(args, variant: str, ratio: float, seed: int,
         if 'split_file' in cfg:
             cfg.split_file = split_file
         facts.update(data_root=args.data_root, split_file=split_file)
-    if cfg.model.get('type') == 'HermesSegmentor':
+    if is_teacher_student(cfg):
         cfg.model.predict_on = 'teacher'
         facts['teacher_student'] = True
     else:

@@ -320,3 +320,28 @@ def test_ledger_keeps_finished_runs_when_the_work_dir_is_gone(
     plain = quality.parse_args(argv[:4] + argv[6:])
     plain.report_only = True
     assert quality.run_plan(plain, plan) == []
+
+
+def test_hermes_subclasses_are_rescaled_and_tested_as_teacher_student(
+        quality, monkeypatch):
+    """A research variant whose model type subclasses HermesSegmentor
+    (``research/pseudo_head``) gets its loss ramps rescaled like Hermes
+    and counts as teacher-student; a type-name check missed both (the
+    amendment-23 runs kept the 600-iteration ramps, amendment 32)."""
+    from mmengine.config import Config
+    monkeypatch.syspath_prepend(quality.REPO_ROOT)
+    research = Config.fromfile(
+        osp.join(quality.REPO_ROOT, 'research', 'pseudo_head', 'configs',
+                 'hermes_pseudo_head.py'))
+    assert research.model.type != 'HermesSegmentor'
+    quality.rescale_schedule(research, 1200, 4)
+    for key in ('unsup_weight', 'contrast_weight', 'consistency_weight'):
+        assert (research.model[key].start,
+                research.model[key].length) == (200, 400), key
+    assert quality.is_teacher_student(research)
+    demo = Config.fromfile(
+        osp.join(quality.REPO_ROOT, 'configs/demo/hermes_synthetic.py'))
+    assert quality.is_teacher_student(demo)
+    supervised = Config.fromfile(osp.join(
+        quality.REPO_ROOT, 'configs/demo/supervised_synthetic.py'))
+    assert not quality.is_teacher_student(supervised)
