@@ -3,7 +3,6 @@ projector's momentum and the key queue, and the wiring inside Hermes: the
 keys are the teacher's on the weak views, the queries the student's on the
 strong views of the same images, CutMixed rows without an unmixed view are
 left out, and the term reaches the losses through the contrast ramp."""
-import importlib
 import os.path as osp
 
 import pytest
@@ -11,10 +10,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.structures import PixelData
-from mmseg.structures import SegDataSample
 
-from hermes_mm.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SMALL = osp.join(REPO, 'configs', '_base_', 'models',
@@ -26,22 +22,8 @@ LATE = 10**6  # after every ramp-up
 
 
 @pytest.fixture(scope='module')
-def spy(load_script):
-    """``spy(monkeypatch, obj, name)``: record (args, result) of every
-    call (the segmentor tests' helper)."""
-    return load_script(
-        'tests/models/segmentors/test_hermes_segmentor.py').spy
-
-
-@pytest.fixture(scope='module')
-def ic():
-    import sys
-    sys.path.insert(0, REPO)
-    try:
-        return importlib.import_module(
-            'research.instance_contrast.instance_contrast')
-    finally:
-        sys.path.remove(REPO)
+def ic(research_module):
+    return research_module('research.instance_contrast.instance_contrast')
 
 
 def linear_head(ic, **kwargs):
@@ -120,55 +102,20 @@ def test_empty_rows_and_bad_arguments(ic):
 
 
 # ------------------------------------------------------------- wiring
-def build(ic, cutmix_prob, unmixed_image_view=False):
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    cfg = Config.fromfile(SMALL).model
-    research = Config.fromfile(RESEARCH_CFG).model
-    cfg.type = research.type
-    cfg.inst_contrast = research.inst_contrast
-    cfg.data_preprocessor.data_preprocessor.size = (S, S)
-    cfg.cutmix_prob = cutmix_prob
-    cfg.unmixed_image_view = unmixed_image_view
-    model = MODELS.build(cfg)
-    model.init_weights()
-    with torch.no_grad():  # a teacher that differs from its student
-        for p in model.teacher.module.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    model.set_iteration(LATE)
-    model.train()
-    return model
-
-
-def make_batch():
-    g = torch.Generator().manual_seed(0)
-    meta = dict(img_shape=(S, S), ori_shape=(S, S), pad_shape=(S, S))
-
-    def sample(label=None):
-        s = SegDataSample(metainfo=meta)
-        if label is not None:
-            mask = torch.zeros(1, S, S, dtype=torch.long)
-            mask[0, 10:30, 10:30] = int(label != 2)
-            s.gt_sem_seg = PixelData(data=mask)
-            s.gt_label = torch.tensor([label])
-        return s
-
-    inputs = dict(sup=torch.randn(2, 3, S, S, generator=g),
-                  unsup_weak=torch.randn(3, 3, S, S, generator=g),
-                  unsup_strong=torch.randn(3, 3, S, S, generator=g))
-    data_samples = dict(sup=[sample(0), sample(2)],
-                        unsup_weak=[sample() for _ in range(3)],
-                        unsup_strong=[sample() for _ in range(3)])
-    return inputs, data_samples
+def build(small_model, cutmix_prob, unmixed_image_view=False):
+    return small_model(
+        RESEARCH_CFG, S, cutmix_prob=cutmix_prob,
+        unmixed_image_view=unmixed_image_view,
+        inst_contrast=Config.fromfile(RESEARCH_CFG).model.inst_contrast)
 
 
 def test_keys_are_the_teachers_weak_views_queries_the_students_strong(
-        ic, spy, monkeypatch):
-    model = build(ic, cutmix_prob=0.0)
+        small_model, step_batch, ic, spy, monkeypatch):
+    model = build(small_model, cutmix_prob=0.0)
     pairs = spy(monkeypatch, model.inst_contrast, 'loss')
     # (labelled, strong views) -> their outputs, joint forward or not
     forwards = spy(monkeypatch, model, 'student_forward')
-    inputs, data_samples = make_batch()
+    inputs, data_samples = step_batch(S)
     losses = model.loss(inputs, data_samples)
     (query, key), term = pairs[0]
     # keys: the teacher (eval mode, deterministic) on the weak views
@@ -196,17 +143,17 @@ def test_keys_are_the_teachers_weak_views_queries_the_students_strong(
 
 
 def test_mixed_rows_are_left_out_unless_an_unmixed_view_exists(
-        ic, spy, monkeypatch):
-    model = build(ic, cutmix_prob=1.0)  # every strong view is mixed
+        small_model, step_batch, ic, spy, monkeypatch):
+    model = build(small_model, cutmix_prob=1.0)  # every strong view is mixed
     pairs = spy(monkeypatch, model.inst_contrast, 'loss')
-    losses = model.loss(*make_batch())
+    losses = model.loss(*step_batch(S))
     (query, key), _ = pairs[0]
     assert query.shape[0] == key.shape[0] == 0
     assert losses['con.loss_inst'].item() == 0.0
-    model = build(ic, cutmix_prob=1.0, unmixed_image_view=True)
+    model = build(small_model, cutmix_prob=1.0, unmixed_image_view=True)
     pairs = spy(monkeypatch, model.inst_contrast, 'loss')
     forwards = spy(monkeypatch, model, 'student_forward')
-    inputs, data_samples = make_batch()
+    inputs, data_samples = step_batch(S)
     model.loss(inputs, data_samples)
     (query, key), _ = pairs[0]
     assert query.shape[0] == 3

@@ -2,20 +2,14 @@
 through it, the features), never the main head; the pseudo-labels and the
 predictions come from the main head; the research config trains under the
 OpenMMLab runner."""
-import importlib
 import os.path as osp
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from mmengine.structures import PixelData
-from mmseg.structures import SegDataSample
 
-from hermes_mm.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SMALL = osp.join(REPO, 'configs', '_base_', 'models',
@@ -30,72 +24,29 @@ ALL_RELIABLE = dict(type='FixedDualThreshold', tau_low=0.0, tau_high=0.0)
 
 
 @pytest.fixture(scope='module')
-def spy(load_script):
-    """``spy(monkeypatch, obj, name)``: record (args, result) of every
-    call (the segmentor tests' helper)."""
-    return load_script(
-        'tests/models/segmentors/test_hermes_segmentor.py').spy
+def ph(research_module):
+    return research_module('research.pseudo_head.pseudo_head')
 
 
-@pytest.fixture(scope='module')
-def ph():
-    sys.path.insert(0, REPO)
-    try:
-        return importlib.import_module('research.pseudo_head.pseudo_head')
-    finally:
-        sys.path.remove(REPO)
-
-
-def build(ph, **overrides):
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    cfg = Config.fromfile(SMALL).model
-    cfg.type = Config.fromfile(RESEARCH_CFG).model.type
-    cfg.data_preprocessor.data_preprocessor.size = (S, S)
-    cfg.cutmix_prob = 0.0  # every strong view keeps its image label
-    cfg.pseudo_labeler.cls_threshold = dict(ALL_RELIABLE)
-    cfg.update(overrides)
-    model = MODELS.build(cfg)
-    model.init_weights()
-    with torch.no_grad():  # a teacher that differs from its student
-        for p in model.teacher.module.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-        # a pseudo head that differs from the main head
+def build(small_model, **overrides):
+    model = small_model(
+        RESEARCH_CFG, S, **{
+            # every strong view keeps its image label
+            'cutmix_prob': 0.0,
+            'pseudo_labeler.cls_threshold': dict(ALL_RELIABLE),
+            **overrides})
+    with torch.no_grad():  # a pseudo head that differs from the main head
         for p in model.pseudo_cls_head.parameters():
             p.add_(torch.randn_like(p))
-    model.set_iteration(LATE)
-    model.train()
     return model
 
 
-def make_batch():
-    g = torch.Generator().manual_seed(0)
-    meta = dict(img_shape=(S, S), ori_shape=(S, S), pad_shape=(S, S))
-
-    def sample(label=None):
-        s = SegDataSample(metainfo=meta)
-        if label is not None:
-            mask = torch.zeros(1, S, S, dtype=torch.long)
-            mask[0, 10:30, 10:30] = int(label != 2)
-            s.gt_sem_seg = PixelData(data=mask)
-            s.gt_label = torch.tensor([label])
-        return s
-
-    inputs = dict(sup=torch.randn(2, 3, S, S, generator=g),
-                  unsup_weak=torch.randn(3, 3, S, S, generator=g),
-                  unsup_strong=torch.randn(3, 3, S, S, generator=g))
-    data_samples = dict(sup=[sample(0), sample(2)],
-                        unsup_weak=[sample() for _ in range(3)],
-                        unsup_strong=[sample() for _ in range(3)])
-    return inputs, data_samples
-
-
 def test_pseudo_label_loss_is_the_pseudo_heads_on_the_strong_views(
-        ph, spy, monkeypatch):
-    model = build(ph)
+        small_model, step_batch, ph, spy, monkeypatch):
+    model = build(small_model)
     forwards = spy(monkeypatch, model, 'student_forward')
     labels = spy(monkeypatch, model.pseudo_labeler, 'forward')
-    inputs, data_samples = make_batch()
+    inputs, data_samples = step_batch(S)
     losses = model.loss(inputs, data_samples)
     ((sup_x, strong_x), (sup_out, strong_out)), = forwards
     assert torch.equal(strong_x, inputs['unsup_strong'])
@@ -124,9 +75,10 @@ def test_pseudo_label_loss_is_the_pseudo_heads_on_the_strong_views(
                                                 )), sup_labels))
 
 
-def test_pseudo_labels_reach_the_features_through_the_pseudo_head_only(ph):
-    model = build(ph)
-    losses = model.loss(*make_batch())
+def test_pseudo_labels_reach_the_features_through_the_pseudo_head_only(
+        small_model, step_batch, ph):
+    model = build(small_model)
+    losses = model.loss(*step_batch(S))
     losses['unsup.cls.loss_cls'].backward(retain_graph=True)
     main_fc = model.student.cls_head.fc
     assert main_fc.weight.grad is None or not main_fc.weight.grad.any()
@@ -139,13 +91,14 @@ def test_pseudo_labels_reach_the_features_through_the_pseudo_head_only(ph):
     assert main_fc.weight.grad.abs().sum() > 0
 
 
-def test_teacher_and_predictions_use_the_main_head(ph, spy, monkeypatch):
-    model = build(ph)
+def test_teacher_and_predictions_use_the_main_head(
+        small_model, step_batch, ph, spy, monkeypatch):
+    model = build(small_model)
     assert not any('pseudo_cls_head' in k
                    for k in model.teacher.state_dict())
     calls = spy(monkeypatch, model.pseudo_cls_head, 'forward')
     model.eval()
-    inputs, data_samples = make_batch()
+    inputs, data_samples = step_batch(S)
     metas = data_samples['sup']
     with torch.no_grad():
         preds = model.predict(inputs['sup'], metas)
@@ -156,8 +109,9 @@ def test_teacher_and_predictions_use_the_main_head(ph, spy, monkeypatch):
         torch.stack([p.pred_score for p in preds]), main.softmax(dim=1))
 
 
-def test_default_head_copies_the_main_head_and_bad_heads_are_named(ph):
-    model = build(ph)
+def test_default_head_copies_the_main_head_and_bad_heads_are_named(
+        small_model, ph):
+    model = build(small_model)
     main, pseudo = model.student.cls_head, model.pseudo_cls_head
     assert type(pseudo) is type(main) and pseudo is not main
     assert pseudo.fc.weight.shape == main.fc.weight.shape
@@ -166,7 +120,7 @@ def test_default_head_copies_the_main_head_and_bad_heads_are_named(ph):
                 num_classes=2)
     with pytest.raises(ValueError, match='pseudo_cls_head.*3 classes.*got '
                        'num_classes=2'):
-        build(ph, pseudo_cls_head=head)
+        build(small_model, pseudo_cls_head=head)
 
 
 def test_research_config_trains_under_the_runner(ph, tmp_path, monkeypatch):
