@@ -400,11 +400,9 @@ def rescale_schedule(cfg, iters: int, val_points: Optional[int]) -> dict:
                     'more iterations')
     model = cfg.model
     # Every ramp and threshold schedule the model config has, whatever its
-    # type: a subclass of HermesSegmentor (research/*/configs) inherits
-    # them and needs them rescaled as much as Hermes does. (Until
-    # 2026-12-07 this was keyed on type == 'HermesSegmentor', so the
-    # subclasses kept the 600-iteration ramps: amendment 32 of
-    # benchmarks/results/PREREGISTRATION_styles.md.)
+    # type: subclasses of HermesSegmentor (research/*/configs) inherit them
+    # (a type-name check once skipped them: amendment 32 of
+    # benchmarks/results/PREREGISTRATION_styles.md).
     for key in RAMP_KEYS:
         ramp = model.get(key)
         if ramp:

@@ -18,7 +18,6 @@ SMALL = osp.join(REPO, 'configs', '_base_', 'models',
 RESEARCH_CFG = osp.join(REPO, 'research', 'instance_contrast', 'configs',
                         'hermes_instance_contrast.py')
 S = 64
-LATE = 10**6  # after every ramp-up
 
 
 @pytest.fixture(scope='module')

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from hermes_mm.utils.config_utils import load_config, rewrite_datasets
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SMALL = osp.join(REPO, 'configs', '_base_', 'models',
@@ -18,7 +19,6 @@ TINY_HERMES = osp.join(REPO, 'tests', 'apis', 'configs', 'tiny_hermes.py')
 RESEARCH_CFG = osp.join(REPO, 'research', 'pseudo_head', 'configs',
                         'hermes_pseudo_head.py')
 S = 64
-LATE = 10**6  # after every ramp-up
 #: every teacher image prediction is a reliable pseudo-label
 ALL_RELIABLE = dict(type='FixedDualThreshold', tau_low=0.0, tau_high=0.0)
 
@@ -129,16 +129,12 @@ def test_research_config_trains_under_the_runner(ph, tmp_path, monkeypatch):
     optimised and saved."""
     monkeypatch.syspath_prepend(REPO)
     research = Config.fromfile(RESEARCH_CFG)
-    cfg = Config(Config.fromfile(TINY_HERMES).to_dict(),
-                 filename=TINY_HERMES, format_python_code=False)
+    cfg = load_config(TINY_HERMES)
     cfg.custom_imports = research.custom_imports
     cfg.model.type = research.model.type
     cfg.model.cutmix_prob = 0.0
     cfg.model.pseudo_labeler.cls_threshold = dict(ALL_RELIABLE)
-    data_root = str(tmp_path / 'data')
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        for ds in cfg[key].dataset.get('datasets', [cfg[key].dataset]):
-            ds.data_root = data_root
+    rewrite_datasets(cfg, data_root=str(tmp_path / 'data'))
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.param_scheduler = []
     cfg.work_dir = str(tmp_path / 'work')

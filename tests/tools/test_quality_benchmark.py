@@ -335,6 +335,7 @@ def test_hermes_subclasses_are_rescaled_and_tested_as_teacher_student(
                  'hermes_pseudo_head.py'))
     assert research.model.type != 'HermesSegmentor'
     quality.rescale_schedule(research, 1200, 4)
+    # spelled out, not quality.RAMP_KEYS: a key dropped there must fail
     for key in ('unsup_weight', 'contrast_weight', 'consistency_weight'):
         assert (research.model[key].start,
                 research.model[key].length) == (200, 400), key
